@@ -1,0 +1,158 @@
+"""Command line: ``python -m attribution explain CLIP --model toy --out DIR``.
+
+Exit codes: 0 success, 2 bad input (one sentence on stderr), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from attribution.errors import ExplorerError
+
+
+def _areas(text: str) -> list[float]:
+    try:
+        return [float(a) for a in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"areas must be numbers such as 0.05,0.1; got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m attribution",
+                                 description="Explain a video classifier's prediction with spatio-temporal "
+                                             "perturbation masks (STEP) and other attribution methods.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("explain", help="explain one clip and write overlay.mp4, temporal.png, summary.json, ...")
+    ex.add_argument("clip", help="video file (mp4, webm, avi, mov, mkv, ...)")
+    ex.add_argument("--model", default="toy", help="registry name (see 'models'), HF folder/repo id or "
+                                                   "TorchScript file (default: toy, offline)")
+    ex.add_argument("--out", required=True, help="output folder")
+    ex.add_argument("--target", default=None, help="class index or label name (default: the top-1 class)")
+    ex.add_argument("--method", default="step", help="step (default), 3d-ep, 2d-ep, or a comparison method")
+    ex.add_argument("--preset", default="fast", choices=["fast", "paper"])
+    ex.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the GPU when there is one)")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
+    ex.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
+    ex.add_argument("--key-frames", type=int, default=None, help="L_K ellipsoid length in frames")
+    ex.add_argument("--perturbation", choices=["blur", "fade"], default=None)
+    ex.add_argument("--game", choices=["preserve", "delete", "dual"], default=None)
+    ex.add_argument("--start", type=float, default=None, help="start of the part to explain, seconds")
+    ex.add_argument("--end", type=float, default=None, help="end of the part to explain, seconds")
+    ex.add_argument("--curves", action="store_true", help="also measure deletion/insertion curves")
+    ex.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("models", help="list the registered models")
+
+    bt = sub.add_parser("batch", help="explain every clip of a folder or list into DIR (resumable; shards "
+                                      "clips across processes under torchrun)",
+                        description="Explain every clip and write DIR/<clip>/ plus one JSON line per clip to "
+                                    "DIR/results.jsonl. Clips already done are skipped, so rerun after a crash. "
+                                    "Under 'torchrun --nproc-per-node N -m attribution batch ...' rank r takes "
+                                    "clips r::N of the sorted list. Exit code 0 even when some clips failed "
+                                    "(each has an error line); 2 when the run itself cannot start.")
+    bt.add_argument("clips", help="folder of videos (searched recursively) or a text file with one path a line")
+    bt.add_argument("--model", default="toy", help="registry name, HF folder/repo id or TorchScript file")
+    bt.add_argument("--out", required=True, help="output folder")
+    bt.add_argument("--method", default="step", help="step (default), 3d-ep, 2d-ep, or a comparison method")
+    bt.add_argument("--preset", default="fast", choices=["fast", "paper"])
+    bt.add_argument("--target", default=None, help="class index or label for every clip (default: top-1)")
+    bt.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK when there is a GPU, else cpu")
+    bt.add_argument("--seed", type=int, default=0)
+    bt.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
+    bt.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
+    bt.add_argument("--curves", action="store_true", help="also measure deletion/insertion with a random map")
+    bt.add_argument("--steps", type=int, default=128, help="deletion/insertion steps (default 128)")
+    bt.add_argument("--retry-errors", action="store_true", help="rerun clips that failed on their input before")
+    bt.add_argument("--quiet", action="store_true", help="no per-clip log lines")
+    return ap
+
+
+def _progress_bar(quiet: bool):
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = tqdm(total=1, desc="optimising mask", unit="it", file=sys.stderr, leave=False)
+
+    def update(done, total, info=None):
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        if info and "probability" in info:
+            bar.set_postfix(p=f"{info['probability']:.3f}", refresh=False)
+        bar.refresh()
+    return update, bar.close
+
+
+def cmd_explain(a) -> int:
+    import torch
+    from attribution import explain, load_video
+    from model_zoo import load_model
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = load_model(a.model, device=a.device)
+    video = load_video(a.clip, num_frames=model.num_frames, start=a.start, end=a.end)
+    progress, close = _progress_bar(a.quiet)
+    overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas, key_frames=a.key_frames,
+                                       perturbation=a.perturbation, game=a.game).items() if v is not None}
+    try:
+        exp = explain(model, video, target=a.target, method=a.method, preset=a.preset, seed=a.seed,
+                      progress=progress, **overrides)
+    finally:
+        close()
+    exp.source["path"] = a.clip
+    if a.curves:
+        from attribution.metrics import deletion_insertion
+        exp.curves = deletion_insertion(model, model.prepare(video.frames), exp.saliency, exp.target,
+                                        random_baseline=True, seed=a.seed)
+    out = exp.save(a.out)
+    line = {"clip": a.clip, "model": model.name, "target": exp.target, "label": exp.label,
+            "probability": round(exp.probability, 4), "method": exp.method, "preset": exp.preset,
+            "peak_frame": exp.peak_frame, "iterations": exp.iterations,
+            "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
+    if exp.curves is not None:
+        line.update(exp.curves.summary().get("auc", {}))
+    print(json.dumps(line))
+    return 0
+
+
+def cmd_models(_a) -> int:
+    from model_zoo import get_entry, list_models
+    for name in list_models():
+        e = get_entry(name)
+        where = "offline" if e.offline else "needs download"
+        print(f"{name:48s} {e.family:12s} {e.num_frames:>3d}x{e.crop_size:<4d} {where}")
+    return 0
+
+
+def cmd_batch(a) -> int:
+    from attribution.batch import read_results, run_batch, summarise
+
+    overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas).items() if v is not None}
+    stats = run_batch(a.clips, a.out, model=a.model, method=a.method, preset=a.preset, target=a.target,
+                      seed=a.seed, curves=a.curves, steps=a.steps, device=a.device, overrides=overrides,
+                      retry_errors=a.retry_errors, log=None if a.quiet else sys.stderr)
+    if stats["rank"] == 0:  # after the merge: every rank's clips, this run's and earlier runs'
+        stats["all"] = summarise(read_results(a.out))
+    print(json.dumps(stats))
+    return 0
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return {"explain": cmd_explain, "models": cmd_models, "batch": cmd_batch}[a.command](a)
+    except ExplorerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

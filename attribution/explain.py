@@ -1,0 +1,268 @@
+"""``explain()``: one entry point for every attribution method, and the :class:`Explanation` it returns."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from attribution import step as step_mod
+from attribution.errors import InputError
+from attribution.step import frozen
+
+# Other modules (baselines) add entries: name -> fn(model, clip, target, *, seed, progress, cancel, **opts)
+# returning a saliency tensor (T,H,W) in [0,1] and a dict of extras.
+EXTRA_METHODS: dict[str, Callable] = {}
+
+
+def available_methods() -> list[str]:
+    """Perturbation methods first, then the comparison methods registered by ``attribution.baselines``."""
+    import attribution.baselines  # noqa: F401  (registers its methods in EXTRA_METHODS; captum is pinned)
+    return list(step_mod.METHODS) + sorted(EXTRA_METHODS)
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Everything one explanation produced, and everything needed to reproduce it (DESIGN §6)."""
+    model_name: str
+    target: int
+    label: str
+    topk: list                      # [(label, probability)] of the model on the clip
+    probability: float              # p(target) on the unperturbed clip
+    saliency: np.ndarray            # (T,H,W) float32 in [0,1]
+    temporal: np.ndarray            # (T,) per-frame mean of the saliency
+    frames: np.ndarray              # uint8 (T,H,W,3): the clip the map was computed on (model input grid)
+    method: str
+    preset: str | None
+    settings: dict
+    seed: int
+    timings: dict                   # seconds: prepare, predict, optimise, total
+    masks: np.ndarray | None = None          # (A,T,H,W) per-area masks (perturbation methods)
+    areas: list | None = None
+    area_temporal: np.ndarray | None = None  # (A,T) per-frame mean of each area's mask
+    iterations: int | None = None
+    evaluations: int | None = None           # clip forward+backward passes spent
+    history: dict | None = None              # per-iteration traces (perturbation methods)
+    curves: Any = None                       # metrics.Curves once computed
+    source: dict = dataclasses.field(default_factory=dict)  # path, fps, frame indices and times
+    event: tuple | None = None               # known evidence window (toy clips), for plots
+    model_info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def peak_frame(self) -> int:
+        return int(np.argmax(self.temporal))
+
+    def summary(self) -> dict:
+        """JSON-ready description: model, preprocessing, method, parameters, seed, versions, timings, AUCs."""
+        out = {
+            "model": self.model_name, "model_info": self.model_info,
+            "target": self.target, "label": self.label, "probability": self.probability,
+            "topk": [{"label": lbl, "probability": p} for lbl, p in self.topk],
+            "method": self.method, "preset": self.preset, "settings": self.settings, "seed": self.seed,
+            "areas": self.areas, "iterations": self.iterations, "evaluations": self.evaluations,
+            "frames": list(self.saliency.shape), "temporal": [round(float(x), 5) for x in self.temporal],
+            "peak_frame": self.peak_frame, "timings": self.timings, "source": self.source,
+            "event": list(self.event) if self.event else None, "versions": versions(),
+        }
+        if self.history and self.history.get("prob"):
+            out["final_probability_per_mask"] = self.history["prob"][-1]
+        if self.curves is not None:
+            out["curves"] = self.curves.summary() if hasattr(self.curves, "summary") else self.curves
+        return out
+
+    def save(self, directory) -> Path:
+        """Write overlay.mp4, temporal.png, curves.png (when curves exist), saliency.npz and summary.json."""
+        from attribution import render
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        t = len(self.frames)
+        fps = self.source.get("render_fps") or max(2.0, min(8.0, t / 4))
+        times = self.source.get("times")
+        labels = [f"t={s:.2f}s" for s in times] if times is not None and len(times) == t else None
+        render.write_overlay(d / "overlay.mp4", self.frames, self.saliency, fps=fps, frame_labels=labels)
+        fig = render.temporal_figure(
+            self.temporal, per_area=self.area_temporal,
+            area_labels=[f"area {a:g}" for a in self.areas] if self.areas else None,
+            event=self.event, frames=self.frames, times=times,
+            title=f"{self.method}: which frames matter for '{self.label}'")
+        render.save_figure(fig, d / "temporal.png")
+        if self.curves is not None:
+            render.save_figure(self.curves.figure(title=f"{self.method} on '{self.label}'"), d / "curves.png")
+        arrays = {"saliency": self.saliency.astype(np.float32), "temporal": self.temporal.astype(np.float32),
+                  "frames": self.frames}
+        if self.masks is not None:
+            arrays["masks"] = self.masks.astype(np.float16)
+            arrays["areas"] = np.asarray(self.areas, dtype=np.float32)
+        np.savez_compressed(d / "saliency.npz", **arrays)
+        (d / "summary.json").write_text(json.dumps(self.summary(), indent=1, default=_json_default))
+        return d
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (Path, torch.device)):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("numpy", "av", "captum", "transformers", "pytorchvideo", "gradio"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def resolve_target(model, target, probs: torch.Tensor) -> int:
+    """Class index from an index, a label name (case-insensitive) or None (top-1)."""
+    k = len(model.labels)
+    if target is None:
+        return int(probs.argmax())
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        if not 0 <= int(target) < k:
+            raise InputError(f"Target index {int(target)} is out of range: this model has {k} classes (0..{k - 1}).")
+        return int(target)
+    if isinstance(target, str):
+        name = target.strip()
+        if name.isdigit():
+            return resolve_target(model, int(name), probs)
+        lower = [lbl.lower() for lbl in model.labels]
+        if name.lower() in lower:
+            return lower.index(name.lower())
+        close = difflib.get_close_matches(name.lower(), lower, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(model.labels[lower.index(c)]) for c in close)}?" if close else ""
+        raise InputError(f"Unknown target label {target!r} for model {model.name!r}.{hint}")
+    raise InputError(f"target must be a class index, a label name or None, not {type(target).__name__}.")
+
+
+def _as_clip(model, frames_or_clip) -> tuple[torch.Tensor, dict]:
+    """(1,3,T,H,W) in [0,1] on the model's device, and a dict describing the source."""
+    from attribution.video import Video, load_video
+    source: dict = {}
+    x = frames_or_clip
+    if isinstance(x, (str, os.PathLike)):
+        source["path"] = str(x)
+        x = load_video(x, num_frames=model.num_frames)
+    if isinstance(x, Video):
+        source.update(fps=x.fps, duration=x.duration, size=list(x.size),
+                      indices=[int(i) for i in x.indices], times=[round(float(s), 3) for s in x.times])
+        x = x.frames
+    if isinstance(x, torch.Tensor):
+        clip = x.detach().float()
+        if clip.dim() == 4:
+            clip = clip.unsqueeze(0)
+        if clip.dim() != 5 or clip.shape[:2] != (1, 3):
+            raise InputError(f"A clip tensor must be (1,3,T,H,W) in [0,1]; got {tuple(x.shape)}.")
+        if float(clip.min()) < 0 or float(clip.max()) > 1:
+            raise InputError("A clip tensor must hold values in [0,1] (RGB, not normalised).")
+        return clip.to(model.device), source
+    arr = np.asarray(x)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+        raise InputError(f"Frames must be uint8 (T,H,W,3); got {arr.dtype} {arr.shape}.")
+    if len(arr) < 2:
+        raise InputError("The clip has a single frame; a video classifier needs at least 2 frames.")
+    return model.prepare(arr), source
+
+
+def make_settings(model, method: str, preset: str | None, overrides: dict) -> step_mod.Settings:
+    if preset not in step_mod.PRESETS:
+        raise InputError(f"preset must be one of {sorted(step_mod.PRESETS)}, not {preset!r}")
+    fields = {f.name for f in dataclasses.fields(step_mod.Settings)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise InputError(f"Unknown option(s) {', '.join(unknown)} for method {method!r}; "
+                         f"known: {', '.join(sorted(fields))}.")
+    kw = dict(step_mod.PRESETS[preset])
+    if getattr(model, "areas", None):
+        kw["areas"] = tuple(model.areas)
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    if "areas" in kw:
+        try:
+            kw["areas"] = tuple(float(a) for a in kw["areas"])
+        except (TypeError, ValueError):
+            raise InputError(f"areas must be a list of fractions, got {kw['areas']!r}") from None
+    return step_mod.Settings(**kw)
+
+
+def explain(model, frames_or_clip, target=None, method: str = "step", preset: str = "fast", device=None,
+            seed: int = 0, progress: Callable | None = None, cancel=None, event=None,
+            **overrides) -> Explanation:
+    """Explain why ``model`` predicts ``target`` on a clip.
+
+    Args:
+        model: a :class:`model_zoo.VideoClassifier` (any module that maps (B,3,T,H,W) in [0,1] to logits and
+            has ``labels``, ``prepare``, ``num_frames`` and ``crop_size``).
+        frames_or_clip: uint8 frames (T,H,W,3) of any size (resized and cropped by ``model.prepare``), a
+            clip tensor (1,3,T,H,W) in [0,1] at the model's size, a :class:`attribution.video.Video`, or a path.
+        target: class index, label name, or None for the model's top-1 class.
+        method: ``step`` (the paper), ``3d-ep``, ``2d-ep``, or a comparison method (see
+            :func:`available_methods`).
+        preset: ``fast`` (default, ours) or ``paper`` (the authors' schedule) for perturbation methods.
+        device: where to run; default the model's device (the GPU when the model was loaded there).
+        seed: the same inputs and seed give the same map.
+        progress: ``progress(done, total, info)``, called as the optimisation advances.
+        cancel: ``threading.Event`` or callable; when set, raises ``step.Cancelled``.
+        event: known evidence window (start, end) of the clip, only drawn in plots.
+        **overrides: any :class:`attribution.step.Settings` field (iterations, areas, lr, grid_step, sigma,
+            key_frames, perturbation, game, area_weight, area_growth, core_weight, core_warmup, ...).
+    """
+    t0 = time.perf_counter()
+    if device is not None and torch.device(device) != model.device:
+        model = model.to(device)
+    if method not in available_methods():
+        raise InputError(f"Unknown method {method!r}; choose one of {', '.join(available_methods())}.")
+    with frozen(model):
+        clip, source = _as_clip(model, frames_or_clip)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            probs = model(clip).float().softmax(-1)[0]
+        tgt = resolve_target(model, target, probs)
+        top = probs.topk(min(5, probs.numel()))
+        topk = [(model.labels[i], float(v)) for v, i in zip(top.values.tolist(), top.indices.tolist())]
+        t2 = time.perf_counter()
+        torch.manual_seed(seed)
+        frames = (clip[0].permute(1, 2, 3, 0).detach().cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        common = dict(model_name=model.name, target=tgt, label=model.labels[tgt], topk=topk,
+                      probability=float(probs[tgt]), frames=frames, method=method, seed=seed, source=source,
+                      event=tuple(event) if event is not None else None,
+                      model_info=dict(getattr(model, "info", {}), num_frames=model.num_frames,
+                                      crop_size=model.crop_size, mean=model.mean.flatten().tolist(),
+                                      std=model.std.flatten().tolist(), layout=getattr(model, "layout", None)))
+        if method in step_mod.METHODS:
+            settings = make_settings(model, method, preset, overrides)
+            res = step_mod.perturbation(model, clip, [tgt], method=method, settings=settings, seed=seed,
+                                        progress=progress, cancel=cancel)
+            t3 = time.perf_counter()
+            masks = res.masks[0].numpy()
+            sal = res.saliency[0].numpy().astype(np.float32)
+            exp = Explanation(
+                **common, preset=preset, saliency=sal, temporal=sal.mean((1, 2)),
+                settings=dataclasses.asdict(res.settings), masks=masks, areas=list(res.settings.areas),
+                area_temporal=masks.mean((2, 3)), iterations=res.iterations, evaluations=res.evaluations,
+                history={k: v[-1:] if k == "prob" else v for k, v in res.history.items()},
+                timings={})
+        else:
+            fn = EXTRA_METHODS[method]
+            sal_t, extras = fn(model, clip, tgt, seed=seed, progress=progress, cancel=cancel, **overrides)
+            t3 = time.perf_counter()
+            sal = sal_t.detach().float().cpu().numpy().astype(np.float32)
+            exp = Explanation(**common, preset=None, saliency=sal, temporal=sal.mean((1, 2)),
+                              settings=dict(overrides, **extras.get("settings", {})),
+                              evaluations=extras.get("evaluations"), timings={})
+    exp.timings = {"prepare": round(t1 - t0, 4), "predict": round(t2 - t1, 4), "attribution": round(t3 - t2, 4),
+                   "total": round(time.perf_counter() - t0, 4)}
+    return exp

@@ -1,0 +1,457 @@
+"""Spatio-temporal perturbation (STEP) and its ablations 3D-EP and 2D-EP.
+
+Li, Wang, Li, Huang, Sato, "Spatio-Temporal Perturbations for Video Attribution", IEEE TCSVT 2021
+(arXiv 2109.00222); built on Fong, Patrick, Vedaldi, "Understanding Deep Networks via Extremal Perturbations
+and Smooth Masks", ICCV 2019. Implemented from the description in ``shared/reference/ALGORITHM.md`` §1.
+
+For a clip x (B=1, 3, T, H, W) in [0, 1], a target class c and areas a_1..a_A, find masks m_a (1, T, H, W) in
+[0, 1] that keep as little of the clip as the area asks while keeping the class::
+
+    m_a = argmin  -log p_c(P(x, m_a))  +  λ_area(t) · L_area(m_a; a)  +  λ_K(t) · L_K(m_a; a)
+
+* ``P`` perturbs: each pixel reads position 7·m of a per-frame blur pyramid (m = 1 sharp, m = 0 blurred).
+* ``L_area`` compares the sorted mask of the whole volume with a vector holding a fraction ``a`` of ones.
+* ``L_K`` (the paper's spatio-temporal regulariser) asks the mask to consist of k whole space-time ellipsoids.
+* ``m`` is a smooth-max upsampling of a coarse per-frame parameter grid (``smooth_mask``).
+
+All areas (and all targets) form one batch; the model's parameters never receive gradients.
+The final map sums the masks over areas, blurs each frame and divides by the global maximum.
+
+Shapes: clip (B,3,T,H,W) in [0,1]; params (N,1,gh,gw) with N = B·T; padded mask (B,1,T,H+2m,W+2m);
+mask (B,1,T,H,W); saliency (T,H,W) in [0,1].
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attribution.errors import ExplorerError, InputError
+
+# ----------------------------------------------------------------------------------------------- constants
+# Every constant is the paper's value at 112 px input (ALGORITHM.md §1); spatial ones scale with H.
+REF_SIZE = 112
+GRID_STEP = 7           # px between mask parameters at 112 px -> a 16x16 grid per frame (§1.3)
+SIGMA = 11.0            # smooth-mask kernel width at 112 px; also the canvas margin and the L_K kernel side
+MAX_BLUR = 20.0         # σ of the most blurred pyramid level at 112 px (§1.4)
+LEVELS = 8              # pyramid levels; mask m reads level 7·m (§1.4)
+COLDNESS = 20.0         # smooth-max temperature (§1.3)
+FINAL_BLUR = 10.0       # σ of the per-frame blur of the summed map at 112 px (§1.8)
+LR = 0.05               # SGD learning rate (§1.7)
+MOMENTUM = 0.9          # SGD momentum (§1.7)
+DAMPENING = 0.9         # dampening = momentum: the update is an EMA of the gradient (§1.7)
+ITERATIONS = 1200       # every script of the authors passes --perturb_niter 1200 (§1.7)
+AREA_WEIGHT = 300.0     # λ_area at iteration 0 (§1.7)
+AREA_GROWTH = 1.0008668  # λ_area multiplier per iteration: x2 at 800 iterations (§1.7)
+CORE_WEIGHT = 300.0     # λ_K after the warm-up (§1.6)
+CORE_WARMUP = 100       # λ_K = 0 for the first 100 iterations (§1.6)
+KEY_FRAMES = 8          # K_t of the ellipsoid at 16 frames; min(8, T/2) for shorter clips (§1.6)
+PAPER_AREAS = (0.05, 0.10, 0.15, 0.50)  # default areas of run_all.py (§1.8)
+
+METHODS = ("step", "3d-ep", "2d-ep")
+GAMES = ("preserve", "delete", "dual")
+PERTURBATIONS = ("blur", "fade")
+
+
+class Cancelled(ExplorerError):
+    """The optimisation was cancelled by the caller."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every knob of the optimisation under one plain name (DESIGN §3). ``None`` means "scaled from H"."""
+    iterations: int = ITERATIONS
+    areas: tuple = PAPER_AREAS
+    lr: float = LR
+    momentum: float = MOMENTUM
+    dampening: float = DAMPENING
+    grid_step: float | None = None
+    sigma: float | None = None
+    max_blur: float | None = None
+    final_blur: float | None = None
+    key_frames: int | None = None
+    perturbation: str = "blur"
+    game: str = "preserve"
+    area_weight: float = AREA_WEIGHT
+    area_growth: float = AREA_GROWTH
+    core_weight: float = CORE_WEIGHT
+    core_warmup: int = CORE_WARMUP
+    reward_weight: float = 1.0
+    subsample: int | None = None     # smooth-max evaluated at this many points per cell side (None: every px)
+    early_stop: float = 0.0          # stop when the mean mask change over 10 iterations falls below this
+    min_iterations: int = 0          # never stop early before this iteration
+    autocast: bool = False           # bf16 autocast of the model on CUDA
+
+    def scaled(self, height: int) -> "Settings":
+        """Fill the size-dependent constants for an input of ``height`` px."""
+        s = height / REF_SIZE
+        return dataclasses.replace(
+            self,
+            grid_step=self.grid_step or max(1.0, GRID_STEP * s),
+            sigma=self.sigma or SIGMA * s,
+            max_blur=self.max_blur or MAX_BLUR * s,
+            final_blur=self.final_blur if self.final_blur is not None else FINAL_BLUR * s)
+
+
+PRESETS = {
+    # The paper's optimisation as the authors ran it (ALGORITHM.md §1).
+    "paper": {},
+    # Ours: the same objective, 1/4 of the iterations with the area weight reaching the same final value,
+    # the L_K warm-up scaled alike, the smooth-max evaluated at 2x2 points per cell and interpolated,
+    # early stop once the mask has settled, bf16 on CUDA.
+    "fast": dict(iterations=300, area_growth=AREA_GROWTH ** 4, core_warmup=25, lr=0.1, subsample=2,
+                 early_stop=2e-4, min_iterations=150, autocast=True),
+}
+
+
+# ------------------------------------------------------------------------------------------ mask generator
+def _as_int(x: float) -> int:
+    return max(1, int(round(x)))
+
+
+def mask_geometry(height: int, width: int, step: float, sigma: float) -> dict:
+    """Sizes of the parameter grid and padded canvas for an (H, W) mask.
+
+    The step is rounded to whole pixels so that each cell covers step x step pixels; the canvas margin is σ,
+    and the parameter grid is padded (by replication) with enough cells that every canvas pixel sees a full
+    neighbourhood of radius ``ceil(1.5σ/step)`` cells, beyond which the kernel weight is below 0.14.
+    """
+    step = _as_int(step)
+    margin = _as_int(sigma)
+    radius = math.ceil(1.5 * sigma / step)
+    gh, gw = math.ceil(height / step), math.ceil(width / step)
+    pad = math.ceil(margin / step) + radius
+    return dict(step=step, margin=margin, radius=radius, grid=(gh, gw), pad=pad)
+
+
+def smooth_mask_kernel(step: int, sigma: float, radius: int, subsample: int | None = None) -> torch.Tensor:
+    """Weights (S*S, K) of the K = (2r+1)^2 neighbouring cells for each of S x S sample points in a cell.
+
+    k(z) = exp(-2 · max(z - 0.5, 0)^2), z = distance / σ (ALGORITHM.md §1.3). With ``subsample`` S < step the
+    points sit at the centres of an S x S sub-grid of the cell, otherwise at every pixel.
+    """
+    s = subsample if subsample and subsample < step else step
+    pos = (torch.arange(s, dtype=torch.float64) + 0.5) * (step / s) - 0.5   # pixel coords inside the cell
+    centre = (step - 1) / 2
+    offs = torch.arange(-radius, radius + 1, dtype=torch.float64) * step + centre  # neighbour centres
+    dy = offs.view(1, -1) - pos.view(-1, 1)                                  # (s, 2r+1)
+    d = torch.sqrt(dy.view(s, 1, -1, 1) ** 2 + dy.view(1, s, 1, -1) ** 2)   # (s, s, 2r+1, 2r+1)
+    w = torch.exp(-2 * torch.clamp(d / sigma - 0.5, min=0) ** 2)
+    return w.reshape(s * s, -1).float()
+
+
+def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, height: int, width: int,
+                coldness: float = COLDNESS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth-max upsampling of the parameter grid: params (N,1,gh,gw) -> (padded (N,1,H+2m,W+2m), (N,1,H,W)).
+
+    Every output point is Σ_k v_k softmax(coldness · v)_k over the weighted neighbours v_k = w_k θ_k, a soft
+    maximum: a pixel is on when any nearby parameter is on, so masks are unions of smooth blobs.
+    """
+    step, margin, r, pad = geometry["step"], geometry["margin"], geometry["radius"], geometry["pad"]
+    n, _, gh, gw = params.shape
+    k = 2 * r + 1
+    s = int(math.isqrt(kernel.shape[0]))
+    p = F.pad(params, (pad, pad, pad, pad), mode="replicate")
+    cells_h, cells_w = gh + 2 * pad - 2 * r, gw + 2 * pad - 2 * r
+    nb = F.unfold(p, k)                                            # (N, K, cells)
+    v = nb.unsqueeze(1) * kernel.view(1, s * s, k * k, 1)          # (N, S*S, K, cells)
+    out = (v * torch.softmax(coldness * v, dim=2)).sum(2)         # (N, S*S, cells)
+    out = out.view(n, s, s, cells_h, cells_w).permute(0, 3, 1, 4, 2).reshape(n, 1, cells_h * s, cells_w * s)
+    if s != step:  # sub-sampled: interpolate to pixels (weights vary smoothly over a cell)
+        out = F.interpolate(out, scale_factor=step / s, mode="bilinear", align_corners=False)
+    # The first computed pixel sits at image coordinate (r - pad) * step; the canvas starts at -margin.
+    o = (pad - r) * step - margin
+    padded = out[:, :, o:o + height + 2 * margin, o:o + width + 2 * margin].clamp(0, 1)
+    return padded, padded[:, :, margin:margin + height, margin:margin + width]
+
+
+# ---------------------------------------------------------------------------------------- perturbation
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable 2-D Gaussian blur of images (N,C,H,W), kernel half-width ceil(4σ), reflected borders."""
+    if sigma <= 0:
+        return x
+    half = math.ceil(4 * sigma)
+    t = torch.arange(-half, half + 1, dtype=torch.float32, device=x.device)
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = (g / g.sum()).to(x.dtype)
+    c = x.shape[1]
+    h, w = x.shape[-2:]
+    mode = "reflect" if half < min(h, w) else "replicate"
+    x = F.conv2d(F.pad(x, (half, half, 0, 0), mode=mode), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, half, half), mode=mode), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def blur_pyramid(clip: torch.Tensor, max_blur: float, levels: int = LEVELS, kind: str = "blur",
+                 fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-frame perturbation pyramid: clip (1,3,T,H,W) -> (L,3,T,H,W); level L-1 is the clip itself.
+
+    ``blur``: level l is blurred with σ_l = max_blur · (1 - l/(L-1)) in space only (never across frames).
+    ``fade``: level l is fill + (x - fill) · l/(L-1), fading towards ``fill`` (the model's mean colour).
+    Built once per clip; ``apply_pyramid`` indexes it every iteration without copying.
+    """
+    x = clip[0]                                              # (3,T,H,W)
+    if kind == "fade":
+        f = (fill if fill is not None else x.mean((1, 2, 3))).view(3, 1, 1, 1).to(x)
+        a = torch.linspace(0, 1, levels, device=x.device, dtype=x.dtype).view(-1, 1, 1, 1, 1)
+        return f + (x - f) * a
+    if kind != "blur":
+        raise InputError(f"perturbation must be one of {PERTURBATIONS}, not {kind!r}")
+    frames = x.permute(1, 0, 2, 3)                           # (T,3,H,W)
+    out = []
+    for lv in range(levels):
+        sigma = max_blur * (1 - lv / (levels - 1))
+        out.append(gaussian_blur(frames, sigma).permute(1, 0, 2, 3))
+    return torch.stack(out)
+
+
+def apply_pyramid(pyramid: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Perturbed clips: pyramid (L,3,T,H,W), mask (N,1,T,H,W) -> (N,3,T,H,W).
+
+    A mask value m reads position (L-1)·m with linear interpolation between the two neighbouring levels.
+    """
+    levels = pyramid.shape[0]
+    pos = mask * (levels - 1)
+    lo = pos.detach().floor().clamp(0, levels - 2)
+    frac = pos - lo                                          # carries the gradient
+    n = mask.shape[0]
+    idx = lo.long().expand(n, 3, *mask.shape[2:]).unsqueeze(1)
+    pyr = pyramid.unsqueeze(0).expand(n, *pyramid.shape)
+    a = torch.gather(pyr, 1, idx).squeeze(1)
+    b = torch.gather(pyr, 1, idx + 1).squeeze(1)
+    return a + frac * (b - a)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def reward(logits: torch.Tensor, target: torch.Tensor, game: str) -> torch.Tensor:
+    """Per-clip reward to minimise. preserve: -log p_c; delete: -log(1 - p_c). logits (N,K), target (N,)."""
+    logp = torch.log_softmax(logits.float(), -1)
+    lp = logp.gather(1, target.view(-1, 1)).squeeze(1)
+    if game == "preserve":
+        return -lp
+    if game == "delete":
+        # log(1 - p) = log Σ_{k≠c} p_k, computed without cancellation
+        others = logp.scatter(1, target.view(-1, 1), float("-inf"))
+        return -torch.logsumexp(others, dim=1)
+    raise InputError(f"game must be one of {GAMES}, not {game!r}")
+
+
+def area_reference(n: int, area: float, device=None) -> torch.Tensor:
+    """Sorted (ascending) target of the area loss: floor((1-a)·n) zeros, then ones."""
+    ref = torch.ones(n, device=device)
+    ref[: int((1 - area) * n)] = 0
+    return ref
+
+
+def area_loss(padded: torch.Tensor, refs: torch.Tensor, per_frame: bool = False,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sorted-vector area loss, one value per mask. padded (N,1,T,Hp,Wp); refs (N, V) sorted ascending.
+
+    3-D (STEP, 3D-EP): one constraint over the whole volume V = T·Hp·Wp, so frames may switch fully off.
+    2-D (2D-EP, ``per_frame``): each frame holds the same fraction; refs is then (N, Hp·Wp).
+    A random permutation before sorting breaks ties at random (all ones at the start) rather than by index.
+    """
+    n, t = padded.shape[0], padded.shape[2]
+    flat = padded.reshape(n * t, -1) if per_frame else padded.reshape(n, -1)
+    perm = torch.randperm(flat.shape[1], generator=generator, device="cpu").to(flat.device)
+    srt = flat[:, perm].sort(dim=1).values
+    if per_frame:
+        refs = refs.repeat_interleave(t, dim=0)
+        return ((srt - refs) ** 2).mean(1).view(n, t).mean(1)
+    return ((srt - refs) ** 2).mean(1)
+
+
+def ellipsoid_kernel(frames: int, side: int) -> torch.Tensor:
+    """Binary ellipsoid (frames, side, side): voxels whose linspace(-1,1) coordinates lie in the unit ball."""
+    axes = [torch.linspace(-1, 1, n) if n > 1 else torch.zeros(1) for n in (frames, side, side)]
+    z, y, x = torch.meshgrid(*axes, indexing="ij")
+    return ((z ** 2 + y ** 2 + x ** 2) <= 1).float()
+
+
+def core_counts(areas: Sequence[float], volume: int, key_frames: int, side: int) -> list[int]:
+    """k_a = ceil(a · volume / n1), n1 = int(K_t · side² · π/6): how many ellipsoids the area fills."""
+    n1 = max(1, int(key_frames * side * side * math.pi / 6))
+    return [max(1, math.ceil(a * volume / n1)) for a in areas]
+
+
+def core_loss(padded: torch.Tensor, kernel: torch.Tensor, counts: torch.Tensor,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """L_K, the spatio-temporal core loss, one value per mask. padded (N,1,T,Hp,Wp); counts (N,) = k_a.
+
+    Responses r = (padded * ellipsoid) / |ellipsoid| at stride (1, side, side), sorted in descending order;
+    L_K = mean over the top k of (r - 1)^2 + mean over the rest of r^2: exactly k whole ellipsoids on.
+    """
+    kt, side = kernel.shape[0], kernel.shape[1]
+    r = F.conv3d(padded, (kernel / kernel.sum()).view(1, 1, *kernel.shape).to(padded), stride=(1, side, side))
+    r = r.flatten(1)
+    perm = torch.randperm(r.shape[1], generator=generator, device="cpu").to(r.device)
+    srt = r[:, perm].sort(dim=1, descending=True).values
+    pos = torch.arange(srt.shape[1], device=srt.device).view(1, -1)
+    k = counts.clamp(1, srt.shape[1]).view(-1, 1).to(srt.device)
+    top = pos < k
+    on = ((srt - 1) ** 2 * top).sum(1) / k.view(-1)
+    rest = (~top).sum(1).clamp(min=1)
+    off = (srt ** 2 * ~top).sum(1) / rest
+    return on + off
+
+
+def final_map(masks: torch.Tensor, final_blur: float) -> torch.Tensor:
+    """Saliency (T,H,W) in [0,1]: masks (A,T,H,W) summed over areas, blurred per frame, divided by the max."""
+    s = masks.float().sum(0, keepdim=True).transpose(0, 1)   # (T,1,H,W)
+    s = gaussian_blur(s, final_blur)[:, 0]
+    return s / s.max().clamp(min=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+@dataclasses.dataclass
+class Result:
+    masks: torch.Tensor        # (targets, A, T, H, W) in [0,1]
+    saliency: torch.Tensor     # (targets, T, H, W) in [0,1]
+    history: dict              # per-iteration energy / reward / probability / area error (lists)
+    iterations: int            # iterations actually run (early stop)
+    evaluations: int           # clip forward+backward passes
+    settings: Settings
+
+
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module):
+    """Eval mode and no parameter gradients for the duration; the caller's flags are restored after."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    training = model.training
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+        model.train(training)
+
+
+def _should_cancel(cancel) -> bool:
+    if cancel is None:
+        return False
+    return bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
+
+
+def perturbation(model: torch.nn.Module, clip: torch.Tensor, targets: Sequence[int], *, method: str = "step",
+                 settings: Settings = Settings(), seed: int = 0,
+                 progress: Callable | None = None, cancel=None) -> Result:
+    """Optimise perturbation masks for one clip and one or more targets.
+
+    Args:
+        model: maps a clip (B,3,T,H,W) in [0,1] to logits (B,K); its parameters are left untouched.
+        clip: (1,3,T,H,W) in [0,1].
+        targets: class indices; each gets its own masks, all in one batch with all areas.
+        method: ``step`` (with L_K), ``3d-ep`` (no L_K), ``2d-ep`` (area per frame, no L_K).
+        settings: see :class:`Settings`; size-dependent constants are scaled from H when None.
+        seed: seeds the tie-breaking permutations; the same inputs and seed give the same masks.
+        progress: called as ``progress(done, total, info)`` every few iterations.
+        cancel: a ``threading.Event`` or a callable; when set, raises :class:`Cancelled`.
+
+    Returns a :class:`Result` with masks (targets, A, T, H, W) and saliency (targets, T, H, W).
+    """
+    with frozen(model):
+        return _perturbation(model, clip, targets, method, settings, seed, progress, cancel)
+
+
+def _perturbation(model, clip, targets, method, settings, seed, progress, cancel) -> Result:
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, not {method!r}")
+    if settings.game not in GAMES:
+        raise InputError(f"game must be one of {GAMES}, not {settings.game!r}")
+    if not settings.areas or any(not 0 < a < 1 for a in settings.areas):
+        raise InputError(f"areas must be fractions strictly between 0 and 1, got {list(settings.areas)}")
+    if settings.iterations < 1:
+        raise InputError("iterations must be at least 1")
+    _, _, T, H, W = clip.shape
+    cfg = settings.scaled(H)
+    device = clip.device
+    gen = torch.Generator().manual_seed(seed)
+    areas = torch.tensor(cfg.areas, dtype=torch.float32)
+    A, G = len(cfg.areas), len(targets)
+    n = A * G                                                  # masks: target-major, then area
+
+    geo = mask_geometry(H, W, cfg.grid_step, cfg.sigma)
+    mkernel = smooth_mask_kernel(geo["step"], cfg.sigma, geo["radius"], cfg.subsample).to(device)
+    gh, gw = geo["grid"]
+    params = torch.ones(n * T, 1, gh, gw, device=device, requires_grad=True)
+    fill = model.mean.view(3) if hasattr(model, "mean") else None
+    with torch.no_grad():
+        pyramid = blur_pyramid(clip.detach(), cfg.max_blur, kind=cfg.perturbation, fill=fill)
+
+    hp, wp = H + 2 * geo["margin"], W + 2 * geo["margin"]
+    per_frame = method == "2d-ep"
+    vol = hp * wp if per_frame else T * hp * wp
+    refs = torch.stack([area_reference(vol, float(a), device) for a in areas]).repeat(G, 1)
+    use_core = method == "step"
+    if use_core:
+        kt = cfg.key_frames or max(1, min(KEY_FRAMES, T // 2))
+        kt = min(kt, T)
+        ckernel = ellipsoid_kernel(kt, geo["margin"]).to(device)
+        counts = torch.tensor(core_counts(cfg.areas, T * hp * wp, kt, geo["margin"]), device=device).repeat(G)
+    tgt = torch.tensor(list(targets), device=device).repeat_interleave(A)
+    games = ["preserve", "delete"] if cfg.game == "dual" else [cfg.game]
+
+    opt = torch.optim.SGD([params], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening)
+    amp = cfg.autocast and device.type == "cuda"
+    history = {"energy": [], "reward": [], "prob": [], "area_error": []}
+    lam_area, evaluations, done = cfg.area_weight, 0, 0
+    prev = None
+    report_every = max(1, cfg.iterations // 100)
+    for it in range(cfg.iterations):
+        if _should_cancel(cancel):
+            raise Cancelled("The explanation was cancelled.")
+        padded, mask = smooth_mask(params, geo, mkernel, H, W)
+        padded = padded.view(n, T, 1, hp, wp).transpose(1, 2)          # (n,1,T,Hp,Wp)
+        mask = mask.view(n, T, 1, H, W).transpose(1, 2)                # (n,1,T,H,W)
+        rew = 0
+        for game in games:
+            m = mask if game == "preserve" else 1 - mask
+            x = apply_pyramid(pyramid, m)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            r = reward(logits, tgt, game)
+            rew = rew + r
+            evaluations += x.shape[0]
+            if game == "preserve" or len(games) == 1:
+                prob = torch.exp(-r.detach()) if game == "preserve" else 1 - torch.exp(-r.detach())
+        la = area_loss(padded, refs, per_frame, gen)
+        energy = cfg.reward_weight * rew + lam_area * la
+        lam_core = cfg.core_weight if it >= cfg.core_warmup else 0.0
+        if use_core and lam_core > 0:
+            energy = energy + lam_core * core_loss(padded, ckernel, counts, gen)
+        opt.zero_grad(set_to_none=True)
+        energy.sum().backward()
+        opt.step()
+        with torch.no_grad():
+            params.clamp_(0, 1)
+        lam_area *= cfg.area_growth
+        done = it + 1
+        history["energy"].append(float(energy.detach().sum()))
+        history["reward"].append(float(rew.detach().mean()))
+        history["prob"].append(prob.cpu().tolist())
+        history["area_error"].append(float((mask.detach().mean((1, 2, 3, 4)).cpu() - areas.repeat(G)).abs().mean()))
+        if progress is not None and (done % report_every == 0 or done == cfg.iterations):
+            progress(done, cfg.iterations, {"iteration": done, "probability": float(prob.mean()),
+                                            "area_error": history["area_error"][-1]})
+        if cfg.early_stop > 0 and done % 10 == 0:
+            cur = mask.detach()
+            if prev is not None and done >= cfg.min_iterations and (cur - prev).abs().mean() < cfg.early_stop:
+                if progress is not None:
+                    progress(cfg.iterations, cfg.iterations, {"iteration": done, "early_stop": True})
+                break
+            prev = cur.clone()
+
+    with torch.no_grad():
+        _, mask = smooth_mask(params, geo, mkernel, H, W)
+        masks = mask.view(G, A, T, H, W).float()
+        saliency = torch.stack([final_map(masks[g], cfg.final_blur) for g in range(G)])
+    return Result(masks=masks.cpu(), saliency=saliency.cpu(), history=history, iterations=done,
+                  evaluations=evaluations, settings=cfg)

@@ -1,0 +1,175 @@
+"""Model registry: one table of entries and one ``load_model`` (timm-style; DESIGN §1, STYLE).
+
+Each entry is data: family, builder, frames, sampling rate, crop, mean/std, layout, Grad-CAM layer, labels,
+weights source and licence. Adding a model is adding an entry. ``load_model`` wraps whatever the builder
+returns in :class:`VideoClassifier`, puts it in eval mode with frozen parameters, and caches it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import urllib.parse
+from typing import Callable, Sequence
+
+import torch
+
+from attribution.errors import ModelError
+from model_zoo.classifier import TokenGrid, VideoClassifier
+
+__all__ = ["ModelEntry", "VideoClassifier", "TokenGrid", "register", "list_models", "get_entry", "load_model",
+           "clear_cache", "ModelError"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str                         # "toy" | "pytorchvideo" | "huggingface" | ...
+    build: Callable[..., torch.nn.Module]  # build(entry, pretrained) -> module (normalised clip -> logits)
+    num_frames: int
+    crop_size: int
+    mean: Sequence[float]
+    std: Sequence[float]
+    labels: Sequence[str] | Callable[[torch.nn.Module], Sequence[str]]
+    layout: str = "BCTHW"
+    resize_side: int | None = None
+    sampling_rate: int | None = None    # frame stride of the training recipe at 30 fps; None = uniform
+    input_key: str | None = None
+    gradcam_layer: str | None = None
+    pack: Callable | None = None        # e.g. SlowFast's two pathways
+    token_grid: TokenGrid | None = None  # transformers: how gradcam_layer's tokens map to (T',H',W')
+    areas: Sequence[float] | None = None  # default mask areas for this model's evidence (None: paper's)
+    weights: str = ""                   # where pretrained weights come from
+    trained_on: str = ""
+    licence: str = ""
+    offline: bool = False               # pretrained weights ship with the repo (no network needed)
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_CACHE: dict[tuple, VideoClassifier] = {}
+_LOCK = threading.Lock()
+
+
+def register(entry: ModelEntry) -> ModelEntry:
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def list_models() -> list[str]:
+    """Registry names, the offline default (``toy``) first."""
+    _load_families()
+    return sorted(_REGISTRY, key=lambda n: (not _REGISTRY[n].offline, _REGISTRY[n].family, n))
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_families()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelError(f"Unknown model {name!r}; choose one of {', '.join(list_models())}, "
+                         "or give a Hugging Face folder / repo id or a TorchScript file.") from None
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _freeze(model: VideoClassifier, device) -> VideoClassifier:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device)
+
+
+def wrap(entry: ModelEntry, module: torch.nn.Module) -> VideoClassifier:
+    if isinstance(module, VideoClassifier):  # the builder read the preprocessing from the checkpoint itself
+        return module
+    labels = entry.labels(module) if callable(entry.labels) else entry.labels
+    return VideoClassifier(
+        module, name=entry.name, labels=labels, num_frames=entry.num_frames, crop_size=entry.crop_size,
+        mean=entry.mean, std=entry.std, layout=entry.layout, input_key=entry.input_key,
+        gradcam_layer=entry.gradcam_layer, resize_side=entry.resize_side, sampling_rate=entry.sampling_rate,
+        areas=entry.areas, pack=entry.pack, token_grid=entry.token_grid,
+        info={"family": entry.family, "weights": entry.weights, "licence": entry.licence,
+              "trained_on": entry.trained_on})
+
+
+def load_model(name_or_path: str, pretrained: bool = True, device=None) -> VideoClassifier:
+    """Build (or fetch from the cache) a :class:`VideoClassifier` in eval mode with frozen parameters.
+
+    ``name_or_path`` is a registry name (see :func:`list_models`), or a local checkpoint / Hugging Face id
+    handled by the user-model loaders. Raises :class:`ModelError` with a sentence for people.
+    """
+    _load_families()
+    device = torch.device(device) if device is not None else default_device()
+    key = (str(name_or_path), bool(pretrained), str(device))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        if name_or_path in _REGISTRY:
+            entry = _REGISTRY[name_or_path]
+            try:
+                module = entry.build(entry, pretrained)
+            except ModelError:
+                raise
+            except (OSError, RuntimeError, ConnectionError) as e:
+                raise ModelError(_network_hint(entry, e)) from e
+            model = wrap(entry, module)
+        else:
+            model = _load_user_model(str(name_or_path))
+        _CACHE[key] = _freeze(model, device)
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _network_hint(entry: ModelEntry, err: Exception) -> str:
+    return (f"Could not load the pretrained weights of {entry.name!r} ({type(err).__name__}): this model needs a "
+            f"network connection to download them from {entry.weights or 'its hub'}, or a local copy.")
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether ``url``'s host accepts a TCP connection within ``timeout`` s.
+
+    Download code without a timeout can hang for minutes on a firewalled machine (and huggingface_hub
+    retries for about 25 s when DNS fails), so loaders ask this first and fail fast with a ModelError.
+    """
+    u = urllib.parse.urlsplit(url)
+    try:
+        socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _load_user_model(path: str) -> VideoClassifier:
+    """Users' own models: a Hugging Face folder or repo id, or a TorchScript / torch.save file with a sidecar."""
+    from model_zoo import user_models  # imported lazily: transformers is slow to import
+    if hasattr(user_models, "load"):
+        return user_models.load(path)
+    raise ModelError(f"Unknown model {path!r}; choose one of {', '.join(list_models())}.")
+
+
+_FAMILIES_LOADED = False
+
+
+def _load_families() -> None:
+    """Import the family modules, each of which registers its entries (lazily, once)."""
+    global _FAMILIES_LOADED
+    if _FAMILIES_LOADED:
+        return
+    _FAMILIES_LOADED = True
+    import importlib
+    for mod in ("model_zoo.toy", "model_zoo.pytorchvideo_models", "model_zoo.hf_models"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # a family's dependency is missing: its entries are simply absent
+                if os.environ.get("VAE_STRICT_REGISTRY"):
+                    raise

@@ -1,0 +1,231 @@
+"""STEP's building blocks and loop (attribution/step.py)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from attribution import step as S
+from attribution.errors import InputError
+
+
+def tiny_model(k=3, frames=8, size=32):
+    from model_zoo.classifier import VideoClassifier
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv3d(3, 4, 3, padding=1)
+            self.f = torch.nn.Linear(4, k)
+
+        def forward(self, x):
+            return self.f(self.c(x).mean((2, 3, 4)))
+
+    torch.manual_seed(0)
+    return VideoClassifier(Net(), name="tiny", labels=[str(i) for i in range(k)], num_frames=frames,
+                           crop_size=size, mean=[0.45] * 3, std=[0.225] * 3)
+
+
+# ------------------------------------------------------------------------------------------- mask generator
+def test_geometry_matches_the_paper_at_112():
+    g = S.mask_geometry(112, 112, S.GRID_STEP, S.SIGMA)
+    assert g["grid"] == (16, 16) and g["margin"] == 11 and g["radius"] == 3 and g["pad"] == 5
+    s = S.Settings().scaled(112)
+    assert (s.grid_step, s.sigma, s.max_blur, s.final_blur) == (7, 11, 20, 10)
+
+
+def test_smooth_mask_of_ones_is_close_to_one_and_shapes():
+    g = S.mask_geometry(64, 64, 4, 6.3)
+    k = S.smooth_mask_kernel(g["step"], 6.3, g["radius"])
+    padded, mask = S.smooth_mask(torch.ones(5, 1, 16, 16), g, k, 64, 64)
+    assert padded.shape == (5, 1, 64 + 2 * g["margin"], 64 + 2 * g["margin"]) and mask.shape == (5, 1, 64, 64)
+    assert mask.min() > 0.95 and mask.max() <= 1
+
+
+def test_smooth_mask_one_cell_gives_a_blob_centred_on_the_cell():
+    g = S.mask_geometry(64, 64, 4, 6.3)
+    k = S.smooth_mask_kernel(g["step"], 6.3, g["radius"])
+    p = torch.zeros(1, 1, 16, 16)
+    p[0, 0, 5, 10] = 1                       # cell covering rows 20..23, columns 40..43
+    _, m = S.smooth_mask(p, g, k, 64, 64)
+    m = m[0, 0]
+    ys, xs = torch.nonzero(m > 0.5, as_tuple=True)
+    assert abs(ys.float().mean() - 21.5) < 0.6 and abs(xs.float().mean() - 41.5) < 0.6
+    assert m[21, 41] > 0.95 and m[21, 60] < 0.05 and m.max() <= 1
+
+
+def test_subsampled_generator_stays_close_to_the_exact_one():
+    g = S.mask_geometry(64, 64, 4, 6.3)
+    torch.manual_seed(0)
+    p = torch.rand(3, 1, 16, 16)
+    exact = S.smooth_mask(p, g, S.smooth_mask_kernel(4, 6.3, g["radius"]), 64, 64)[1]
+    approx = S.smooth_mask(p, g, S.smooth_mask_kernel(4, 6.3, g["radius"], 2), 64, 64)[1]
+    assert (exact - approx).abs().mean() < 0.03   # random parameters: the worst case for interpolation
+
+
+# --------------------------------------------------------------------------------------------- perturbation
+def test_pyramid_ends_are_the_clip_and_its_full_blur():
+    torch.manual_seed(0)
+    clip = torch.rand(1, 3, 4, 32, 32)
+    pyr = S.blur_pyramid(clip, max_blur=5.0)
+    assert pyr.shape == (S.LEVELS, 3, 4, 32, 32)
+    ones = S.apply_pyramid(pyr, torch.ones(2, 1, 4, 32, 32))
+    zeros = S.apply_pyramid(pyr, torch.zeros(2, 1, 4, 32, 32))
+    assert torch.equal(ones[0], clip[0])                     # m = 1 keeps every pixel
+    assert torch.allclose(zeros[1], pyr[0])                  # m = 0 is the fully blurred clip
+    full_blur = S.gaussian_blur(clip[0].transpose(0, 1), 5.0).transpose(0, 1)
+    assert torch.allclose(zeros[0], full_blur, atol=1e-6)
+    assert zeros.std() < clip.std() * 0.5                   # the blur really removes detail
+    half = S.apply_pyramid(pyr, torch.full((1, 1, 4, 32, 32), 0.5))
+    assert torch.allclose(half[0], 0.5 * (pyr[3] + pyr[4]), atol=1e-6)  # 3.5 sits between levels 3 and 4
+
+
+def test_blur_never_mixes_frames():
+    clip = torch.zeros(1, 3, 3, 16, 16)
+    clip[:, :, 1] = 1
+    pyr = S.blur_pyramid(clip, max_blur=4.0)
+    assert torch.all(pyr[:, :, 0] == 0) and torch.all(pyr[:, :, 2] == 0)
+
+
+def test_fade_goes_to_the_fill_colour():
+    clip = torch.rand(1, 3, 2, 8, 8)
+    fill = torch.tensor([0.1, 0.2, 0.3])
+    pyr = S.blur_pyramid(clip, 1.0, kind="fade", fill=fill)
+    out = S.apply_pyramid(pyr, torch.zeros(1, 1, 2, 8, 8))
+    assert torch.allclose(out[0, :, 0, 0, 0], fill)
+
+
+# ---------------------------------------------------------------------------------------------------- losses
+def test_area_loss_is_zero_exactly_at_the_target_area():
+    v = 1000
+    a = 0.1
+    ref = S.area_reference(v, a).unsqueeze(0)
+    m = torch.zeros(1, 1, 10, 10, 10)
+    m.view(-1)[torch.randperm(v)[: int(round(a * v))]] = 1
+    assert S.area_loss(m, ref).item() == 0
+    assert S.area_loss(torch.ones(1, 1, 10, 10, 10), ref).item() == pytest.approx(0.9)
+    assert S.area_loss(torch.full((1, 1, 10, 10, 10), 0.5), ref).item() == pytest.approx(0.25)
+
+
+def test_area_loss_per_frame_constrains_each_frame():
+    ref = S.area_reference(100, 0.5).unsqueeze(0)
+    m = torch.zeros(1, 1, 2, 10, 10)
+    m[0, 0, 0, :5] = 1
+    m[0, 0, 1, 5:] = 1                                      # each frame half on
+    assert S.area_loss(m, ref, per_frame=True).item() == 0
+    m2 = torch.zeros(1, 1, 2, 10, 10)
+    m2[0, 0, 0] = 1                                         # right volume, wrong per-frame split
+    ref3 = S.area_reference(200, 0.5).unsqueeze(0)
+    assert S.area_loss(m2, ref3).item() == 0
+    assert S.area_loss(m2, ref, per_frame=True).item() > 0.2
+
+
+def test_core_loss_zero_for_exactly_k_whole_ellipsoids():
+    kt, side, t = 4, 5, 8
+    kern = S.ellipsoid_kernel(kt, side)
+    assert kern.sum() > 0 and kern[kt // 2, side // 2, side // 2] == 1 and kern[0, 0, 0] == 0
+    m = torch.zeros(1, 1, t, 20, 20)
+    m[..., 5:10, 10:15] = 1                                  # one tile on in every frame
+    k = t - kt + 1                                           # -> that many responses of exactly 1
+    assert S.core_loss(m, kern, torch.tensor([k])).item() == pytest.approx(0, abs=1e-6)
+    assert S.core_loss(m, kern, torch.tensor([k + 3])).item() > 0.1   # asks for more blobs than exist
+    assert S.core_loss(m, kern, torch.tensor([k - 2])).item() > 0.02  # asks for fewer (2 extra among 77 "off")
+    half = torch.zeros_like(m)
+    half[..., 5:10, 10:12] = 1                               # a partial blob is penalised either way
+    assert S.core_loss(half, kern, torch.tensor([k])).item() > 0.05
+
+
+def test_core_counts_match_the_papers_numbers():
+    # ALGORITHM.md §1.6: K_t = 8, 134^2 canvas, 16 frames: k = 29/57/86/171/284 for 0.05/0.1/0.15/0.3/0.5
+    assert S.core_counts([0.05, 0.1, 0.15, 0.3, 0.5], 16 * 134 * 134, 8, 11) == [29, 57, 86, 171, 284]
+
+
+def test_rewards():
+    logits = torch.tensor([[10.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    t = torch.tensor([0, 0])
+    pres = S.reward(logits, t, "preserve")
+    dele = S.reward(logits, t, "delete")
+    p = logits.softmax(-1)[:, 0]
+    assert torch.allclose(pres, -p.log()) and torch.allclose(dele, -(1 - p.double()).log().float(), rtol=1e-4)
+    assert pres[0] < 1e-3 < pres[1]
+    with pytest.raises(InputError):
+        S.reward(logits, t, "nope")
+
+
+def test_final_map_sums_areas_and_normalises_globally():
+    m = torch.zeros(2, 3, 16, 16)
+    m[0, 1, 4:8, 4:8] = 1
+    m[1, 1, 4:8, 4:8] = 1
+    m[0, 2, 10:12, 10:12] = 1
+    s = S.final_map(m, 1.0)
+    assert s.shape == (3, 16, 16) and s.max() == pytest.approx(1) and s.min() >= 0
+    assert s[0].max() == 0 and s[2].max() < 0.5             # a frame with less mass stays dimmer
+
+
+# ------------------------------------------------------------------------------------------------- the loop
+def test_gradients_reach_the_mask_and_never_the_model():
+    model = tiny_model()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    clip = torch.rand(1, 3, 8, 32, 32)
+    seen = []
+    orig = S.apply_pyramid
+
+    def spy(pyr, mask):
+        mask.register_hook(lambda g: seen.append(float(g.abs().sum())))
+        return orig(pyr, mask)
+
+    S.apply_pyramid, saved = spy, S.apply_pyramid
+    try:
+        res = S.perturbation(model, clip, [1], settings=S.Settings(iterations=2, areas=(0.1, 0.3)))
+    finally:
+        S.apply_pyramid = saved
+    assert seen and all(g > 0 for g in seen)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())     # the caller's flags are restored
+    assert res.masks.shape == (1, 2, 8, 32, 32) and res.saliency.shape == (1, 8, 32, 32)
+    assert res.evaluations == 2 * 2
+
+
+def test_same_seed_same_map_and_targets_batch():
+    model = tiny_model()
+    clip = torch.rand(1, 3, 8, 32, 32)
+    st = S.Settings(iterations=5, areas=(0.1, 0.2))
+    a = S.perturbation(model, clip, [0, 2], settings=st, seed=3)
+    b = S.perturbation(model, clip, [0, 2], settings=st, seed=3)
+    assert torch.equal(a.saliency, b.saliency)
+    assert a.masks.shape == (2, 2, 8, 32, 32) and a.evaluations == 5 * 4
+
+
+@pytest.mark.parametrize("method,game", [("3d-ep", "dual"), ("2d-ep", "delete"), ("step", "preserve")])
+def test_methods_and_games_run(method, game):
+    res = S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], method=method,
+                         settings=S.Settings(iterations=3, areas=(0.2,), game=game, core_warmup=1))
+    assert torch.isfinite(res.saliency).all() and res.saliency.max() == pytest.approx(1)
+
+
+def test_progress_and_cancel():
+    calls = []
+    S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], settings=S.Settings(iterations=4, areas=(0.2,)),
+                   progress=lambda d, t, info: calls.append((d, t)))
+    assert calls[-1] == (4, 4)
+    with pytest.raises(S.Cancelled):
+        S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], settings=S.Settings(iterations=4),
+                       cancel=lambda: True)
+
+
+def test_bad_settings_are_input_errors():
+    for st in (S.Settings(areas=(0.0,)), S.Settings(areas=(1.5,)), S.Settings(iterations=0),
+               S.Settings(game="x"), S.Settings(perturbation="x", iterations=1)):
+        with pytest.raises(InputError):
+            S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], settings=st)
+    with pytest.raises(InputError):
+        S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], method="4d-ep")
+
+
+def test_key_frames_shrink_for_short_clips():
+    # 4 frames: K_t = min(8, T/2) = 2; the loop must run (a K_t longer than T would fail in conv3d)
+    res = S.perturbation(tiny_model(frames=4), torch.rand(1, 3, 4, 32, 32), [0],
+                         settings=S.Settings(iterations=2, areas=(0.2,), core_warmup=0))
+    assert res.saliency.shape == (1, 4, 32, 32)
+    assert math.isfinite(res.history["energy"][-1])
