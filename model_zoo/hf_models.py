@@ -1,0 +1,241 @@
+"""Hugging Face video classifiers as registry entries, and the adapter for any such checkpoint (ECOSYSTEM §3).
+
+transformers models take ``(B,T,C,H,W)`` under a keyword (``pixel_values``; V-JEPA 2: ``pixel_values_videos``)
+and return ``.logits``. Their video processors are not differentiable, so the adapter copies what they do
+(resize + centre crop on uint8 in ``prepare``, then rescale and normalise in torch) into one mean/std on the
+[0,1] clip. A processor computes ``((x*255) * rescale_factor - offset - mean) / std``, which is
+``(x - m') / s'`` with ``m' = (mean + offset) / (255 * rescale_factor)`` and ``s' = std / (255 * rescale_factor)``.
+ViViT rescales by 1/127.5 with offset 1 and then normalises with 0.5/0.5, so its pixels span [-3, 1]
+(the checkpoint was converted that way): m' = 0.75, s' = 0.25.
+
+With ``pretrained=True`` an entry loads the checkpoint and its processor config with ``from_pretrained``
+(preprocessing read from the processor, falling back to the table); offline it raises a ModelError at once
+unless the files are in the Hugging Face cache. With ``pretrained=False`` it builds the same architecture
+from the config values in the table, with random weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch.nn as nn
+
+from attribution.errors import ModelError
+from model_zoo import ModelEntry, TokenGrid, VideoClassifier, reachable, register, wrap
+
+if importlib.util.find_spec("transformers") is None:  # the registry then simply lists no transformers entries
+    raise ModuleNotFoundError("No module named 'transformers'", name="transformers")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SSV2_CLASSES = 174
+
+
+@functools.lru_cache(maxsize=1)
+def _kinetics400() -> tuple[str, ...]:
+    return tuple(json.loads((Path(__file__).parent / "labels" / "kinetics400.json").read_text()))
+
+
+def _offline() -> bool:
+    """The user asked for no hub access (huggingface_hub reads these variables only when imported)."""
+    flags = (os.environ.get(k, "").strip().lower() for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(f in ("1", "true", "yes", "on") for f in flags)
+
+
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _size(obj, key):
+    if obj is None:
+        return None
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def _rgb(v) -> list[float]:
+    return [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)] * 3
+
+
+def processor_preprocessing(processor) -> dict:
+    """mean, std on the [0,1] clip, crop_size and resize_side that ``processor`` applies (missing: absent)."""
+    out = {}
+    if processor is None:
+        return out
+    do_rescale = getattr(processor, "do_rescale", True)
+    scale = 255.0 * (float(processor.rescale_factor or 1 / 255) if do_rescale else 1.0)  # [0,1] clip = uint8/255
+    # VivitVideoProcessor always subtracts 1 after rescaling; the legacy image processor does if offset=True.
+    vivit = "Vivit" in type(processor).__name__ and getattr(processor, "offset", True)
+    offset = 1.0 if do_rescale and vivit else 0.0
+    normalise = getattr(processor, "do_normalize", True) and processor.image_mean is not None
+    mean = _rgb(processor.image_mean) if normalise else [0.0] * 3
+    std = _rgb(processor.image_std) if normalise else [1.0] * 3
+    out["mean"] = tuple((m + offset) / scale for m in mean)
+    out["std"] = tuple(v / scale for v in std)
+    crop = _size(getattr(processor, "crop_size", None), "height") if getattr(processor, "do_center_crop", True) \
+        else None
+    size = getattr(processor, "size", None)
+    side = _size(size, "shortest_edge") or _size(size, "height")
+    if crop or side:
+        out["crop_size"] = int(crop or side)
+        out["resize_side"] = int(side or crop)
+    return out
+
+
+def _frames(config) -> int | None:
+    return getattr(config, "num_frames", None) or getattr(config, "frames_per_clip", None)
+
+
+def _crop(config) -> int | None:
+    return getattr(config, "image_size", None) or getattr(config, "crop_size", None)
+
+
+def encoder_layer(module: nn.Module) -> str | None:
+    """Dotted name of the last encoder layer (the default Grad-CAM layer of a transformer)."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.ModuleList) and len(m) and (name.endswith("encoder.layer") or name.endswith(".layers")):
+            return f"{name}.{len(m) - 1}"
+    return None
+
+
+def token_grid(config, num_frames: int, crop: int) -> TokenGrid | None:
+    """How the encoder's tokens lie in space-time, for the architectures whose embedding we know."""
+    kind = getattr(config, "model_type", "")
+    if kind == "timesformer":  # CLS, then patches flattened (h, w, t): see TimesformerLayer
+        g = crop // config.patch_size
+        return TokenGrid(num_frames, g, g, prefix=1, order="hwt")
+    if kind == "vivit":  # CLS, then a Conv3d tubelet embedding flattened (t, h, w)
+        tt, th, tw = config.tubelet_size
+        return TokenGrid(num_frames // tt, crop // th, crop // tw, prefix=1)
+    if kind in ("videomae", "vjepa2"):  # no CLS (mean / attentive pooling); Conv3d tubelets (t, h, w)
+        g = crop // config.patch_size
+        return TokenGrid(num_frames // config.tubelet_size, g, g, prefix=0)
+    return None
+
+
+def classifier(module: nn.Module, processor=None, *, name: str, entry: ModelEntry | None = None,
+               num_frames: int | None = None, crop_size: int | None = None,
+               info: dict | None = None) -> VideoClassifier:
+    """Wrap a transformers video classifier in a :class:`VideoClassifier`.
+
+    Precedence: explicit ``num_frames`` / ``crop_size``; then the processor's size and normalisation (the
+    checkpoint's own config is the truth); then the registry ``entry`` (its recipe); then the model config.
+    """
+    config = module.config
+    pre = processor_preprocessing(processor)
+    frames = num_frames or (entry.num_frames if entry else None) or _frames(config) \
+        or getattr(processor, "num_frames", None)
+    crop = crop_size or pre.get("crop_size") or (entry.crop_size if entry else None) or _crop(config)
+    if not frames or not crop:
+        raise ModelError(f"{name!r}: cannot tell the number of frames or the input size from its config; "
+                         "load it as a TorchScript / torch.save file with a JSON sidecar instead.")
+    side = pre.get("resize_side") or (entry.resize_side if entry and crop == entry.crop_size else crop)
+    mean = pre.get("mean") or (entry.mean if entry else IMAGENET_MEAN)
+    std = pre.get("std") or (entry.std if entry else IMAGENET_STD)
+    labels = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
+    if len(labels) != config.num_labels:
+        labels = [f"class {i}" for i in range(config.num_labels)]
+    base = entry or ModelEntry(name=name, family="huggingface", build=None, num_frames=frames, crop_size=crop,
+                               mean=mean, std=std, labels=labels)
+    resolved = dataclasses.replace(
+        base, name=name, num_frames=int(frames), crop_size=int(crop), resize_side=int(side), mean=tuple(mean),
+        std=tuple(std), labels=labels, layout="BTCHW", input_key=module.main_input_name,
+        gradcam_layer=encoder_layer(module), token_grid=token_grid(config, int(frames), int(crop)))
+    model = wrap(resolved, module)
+    model.info.update(info or {})
+    return model
+
+
+def from_pretrained(repo_or_dir: str, entry: ModelEntry | None = None) -> VideoClassifier:
+    """Load a Hugging Face video classifier (hub id or local folder) and its video processor.
+
+    A hub id that is not in the local cache needs the network: offline (``HF_HUB_OFFLINE=1`` or the hub not
+    answering within 3 s) this raises a ModelError at once instead of waiting for huggingface_hub's retries.
+    """
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from transformers import AutoModelForVideoClassification, AutoVideoProcessor
+    local = os.path.isdir(repo_or_dir)
+    offline = local or _offline() or not reachable(_endpoint())
+    try:
+        module = AutoModelForVideoClassification.from_pretrained(repo_or_dir, local_files_only=offline,
+                                                                 dtype=torch.float32)
+    except ValueError as e:  # a config of a model type that has no video-classification head
+        raise ModelError(f"{repo_or_dir!r} is not a video classification model that transformers knows "
+                         f"({str(e).splitlines()[0]}).") from e
+    except OSError as e:
+        if offline and not local:
+            raise ModelError(f"The model {repo_or_dir!r} needs a network connection to download it from the "
+                             "Hugging Face Hub, or a local folder with its files (save_pretrained).") from e
+        raise ModelError(f"Could not load {repo_or_dir!r}: {str(e).splitlines()[0]}") from e
+    try:
+        processor = AutoVideoProcessor.from_pretrained(repo_or_dir, local_files_only=True if offline else False)
+    except (OSError, ValueError, KeyError, TypeError):
+        processor = None  # no processor config: the entry's table or the model config decides
+    revision = getattr(module.config, "_commit_hash", None)
+    return classifier(module, processor, name=entry.name if entry else repo_or_dir, entry=entry,
+                      info={"family": "huggingface", "weights": repo_or_dir, "revision": revision,
+                            "processor": type(processor).__name__ if processor is not None else None})
+
+
+def _build(spec: dict, entry: ModelEntry, pretrained: bool, **config_overrides) -> nn.Module:
+    """Pretrained: ``from_pretrained(entry.name)``. Random: the architecture from ``spec`` (+ overrides)."""
+    if pretrained:
+        if config_overrides:
+            raise ModelError(f"{entry.name!r}: config options {sorted(config_overrides)} cannot be combined with "
+                             "the pretrained weights; use pretrained=False.")
+        return from_pretrained(entry.name, entry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from transformers import AutoConfig, AutoModelForVideoClassification
+    config = AutoConfig.for_model(spec["model_type"], **{**spec["config"], **config_overrides})
+    if spec.get("kinetics400") and config.num_labels == 400:
+        config.id2label = dict(enumerate(_kinetics400()))
+        config.label2id = {v: k for k, v in config.id2label.items()}
+    module = AutoModelForVideoClassification.from_config(config)
+    return classifier(module, None, name=entry.name, entry=entry, num_frames=_frames(config),
+                      crop_size=_crop(config))
+
+
+def _entry(repo, model_type, config, frames, rate, side, crop, mean, std, gradcam_layer, grid, licence,
+           trained_on, description, kinetics400=False):
+    labels = _kinetics400() if kinetics400 else tuple(f"class {i}" for i in range(config["num_labels"]))
+    spec = {"model_type": model_type, "config": config, "kinetics400": kinetics400}
+    return register(ModelEntry(
+        name=repo, family="huggingface", build=functools.partial(_build, spec), num_frames=frames,
+        crop_size=crop, resize_side=side, sampling_rate=rate, mean=mean, std=std, labels=labels,
+        layout="BTCHW", input_key="pixel_values_videos" if model_type == "vjepa2" else "pixel_values",
+        gradcam_layer=gradcam_layer, token_grid=grid, weights=f"https://huggingface.co/{repo}",
+        licence=licence, trained_on=trained_on, description=description))
+
+
+# Architecture values are the transformers defaults for these base checkpoints unless given; preprocessing is
+# the hub processor config (ECOSYSTEM §3). Labels of a loaded checkpoint come from its config.id2label.
+_entry("MCG-NJU/videomae-base-finetuned-kinetics", "videomae", {"num_labels": 400}, 16, 4, 224, 224,
+       IMAGENET_MEAN, IMAGENET_STD, "videomae.encoder.layer.11", TokenGrid(8, 14, 14),
+       "cc-by-nc-4.0", "Kinetics-400 (self-supervised pre-training, then fine-tuning)",
+       "VideoMAE ViT-B/16, 16x4 frames, 224 px; 81.5 % K400 top-1 (paper)", kinetics400=True)
+_entry("MCG-NJU/videomae-base-finetuned-ssv2", "videomae", {"num_labels": SSV2_CLASSES}, 16, None, 224, 224,
+       IMAGENET_MEAN, IMAGENET_STD, "videomae.encoder.layer.11", TokenGrid(8, 14, 14),
+       "cc-by-nc-4.0", "Something-Something v2 (self-supervised pre-training, then fine-tuning)",
+       "VideoMAE ViT-B/16, 16 frames spread over the clip, 224 px; 70.8 % SSv2 top-1 (paper)")
+_entry("facebook/timesformer-base-finetuned-k400", "timesformer", {"num_labels": 400}, 8, 32, 224, 224,
+       (0.45, 0.45, 0.45), (0.225, 0.225, 0.225), "timesformer.encoder.layer.11",
+       TokenGrid(8, 14, 14, prefix=1, order="hwt"), "cc-by-nc-4.0", "Kinetics-400 (ImageNet-21k initialisation)",
+       "TimeSformer-B divided space-time attention, 8x32 frames, 224 px; 78.0 % K400 top-1 (paper)",
+       kinetics400=True)
+_entry("google/vivit-b-16x2-kinetics400", "vivit", {"num_labels": 400}, 32, 2, 256, 224,
+       (0.75, 0.75, 0.75), (0.25, 0.25, 0.25), "vivit.layers.11", TokenGrid(16, 14, 14, prefix=1),
+       "mit", "Kinetics-400 (ImageNet-21k initialisation)",
+       "ViViT-B/16x2 unfactorised, 32x2 frames, 224 px; pixels in [-3, 1] as converted", kinetics400=True)
+_entry("facebook/vjepa2-vitl-fpc16-256-ssv2", "vjepa2",
+       {"num_labels": SSV2_CLASSES, "crop_size": 256, "frames_per_clip": 16}, 16, None, 292, 256,
+       IMAGENET_MEAN, IMAGENET_STD, "vjepa2.encoder.layer.23", TokenGrid(8, 16, 16),
+       "apache-2.0 (hub card of the V-JEPA 2 collection)",
+       "Something-Something v2 (attentive probe on the frozen self-supervised V-JEPA 2 ViT-L encoder)",
+       "V-JEPA 2 ViT-L/16, 16 frames spread over the clip, 256 px; attentive-probe classifier")
