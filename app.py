@@ -1,0 +1,710 @@
+"""Video Attribution Explorer: the browser demo (Gradio Blocks; also the Hugging Face Space's ``app_file``).
+
+Why did a video classifier predict that class? Upload a clip, pick a model, and the app optimises a
+spatio-temporal perturbation mask (STEP, Li et al., IEEE TCSVT 2021) that keeps only what the model needs,
+then checks the explanation with deletion / insertion curves against a random map.
+
+This file only lays out widgets and wires callbacks; the callbacks are plain functions that call the library
+(``attribution``, ``model_zoo``) and convert its results for display. They are importable and testable without
+a server: ``from app import demo, explain_clip, predict_clip, compare_clip``.
+
+``python app.py`` serves the page (the offline ``toy`` model needs no network). Environment:
+``GRADIO_SERVER_NAME`` (default 127.0.0.1; Spaces set 0.0.0.0), ``GRADIO_SERVER_PORT`` or ``PORT`` (default:
+the first free port from 7860), ``VAE_CONCURRENCY`` (model jobs at once, default 1), ``VAE_MAX_QUEUE``
+(waiting jobs, default 16), ``VAE_MAX_UPLOAD_MB`` (default 100), ``VAE_MAX_SECONDS`` (longest clip, default
+600), ``VAE_TMP`` (where per-request folders live), ``VAE_CURVE_STEPS`` (deletion/insertion steps, default 128).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+try:  # ZeroGPU: `spaces` must be imported before anything initialises CUDA (torch, gradio's torch checks)
+    import spaces  # type: ignore[import-not-found]
+
+    _gpu = spaces.GPU
+except ImportError:  # local, CI, ordinary GPU or CPU Spaces: the decorator does nothing
+    def _gpu(fn=None, **_kw):
+        return fn if callable(fn) else (lambda f: f)
+
+import atexit
+import functools
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from attribution import available_methods, explain, render
+from attribution.errors import ExplorerError, InputError, VideoError
+from attribution.metrics import deletion_insertion
+from attribution.step import METHODS as PERTURBATION_METHODS
+from attribution.video import load_video
+from model_zoo import get_entry, list_models, load_model
+
+log = logging.getLogger("video-attribution-explorer")
+
+# ------------------------------------------------------------------------------------------------ settings
+ROOT = Path(__file__).resolve().parent
+EXAMPLES = ROOT / "examples"
+CONCURRENCY = int(os.environ.get("VAE_CONCURRENCY", "1"))   # model jobs at once (one model cache, shared)
+MAX_QUEUE = int(os.environ.get("VAE_MAX_QUEUE", "16"))       # waiting jobs beyond which new ones are refused
+MAX_UPLOAD_MB = int(os.environ.get("VAE_MAX_UPLOAD_MB", "100"))
+MAX_SECONDS = float(os.environ.get("VAE_MAX_SECONDS", "600"))  # longest clip accepted (seconds)
+CURVE_STEPS = int(os.environ.get("VAE_CURVE_STEPS", "128"))  # deletion/insertion steps (128: the paper's)
+MAX_PIXELS = 4096 * 4096      # largest frame accepted (4K UHD and DCI 4K fit); decoded frames are shrunk anyway
+MAX_SIDE = 640                # frames are shrunk to this while decoding, before the model's own resize
+KEEP_SECONDS = 3600           # per-request folders (and Gradio's copies) are deleted after an hour
+TMP_ROOT = Path(os.environ.get("VAE_TMP") or Path(tempfile.gettempdir()) / "video-attribution-explorer")
+DEFAULT_MODEL = "toy"
+MARGIN = 0.01                 # AUC difference below which a map is said to do no better than random
+TOP1 = ""                     # target value meaning "the model's top-1 class"
+TOP1_CHOICE = ("Top-1 prediction (default)", TOP1)
+DEFAULT_COMPARE = ["step", "gradient", "grad-cam", "random"]
+
+METHOD_NAMES = {
+    "step": "STEP: spatio-temporal perturbation (the paper's method)",
+    "3d-ep": "3D-EP: perturbation without the smoothness term",
+    "2d-ep": "2D-EP: perturbation frame by frame",
+    "gradient": "Gradient (vanilla saliency)",
+    "integrated-gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
+    "grad-cam": "Grad-CAM",
+    "occlusion": "Occlusion (sliding 3-D box)",
+    "random": "Random map (a baseline to beat)",
+    "frame-difference": "Frame difference (motion only, a baseline)",
+}
+SHORT_NAMES = {"step": "STEP", "3d-ep": "3D-EP", "2d-ep": "2D-EP", "gradient": "Gradient",
+               "integrated-gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
+               "grad-cam": "Grad-CAM", "occlusion": "Occlusion", "random": "Random",
+               "frame-difference": "Frame difference"}
+
+GENERIC_ERROR = ("Something went wrong on our side while {what}; please try again, or try another clip or "
+                 "model (the details are in the server log).")
+
+
+# ---------------------------------------------------------------------------------------- request folders
+def _cleanup(max_age: float = KEEP_SECONDS, only_pid: int | None = None) -> None:
+    """Delete request folders older than ``max_age`` seconds (or every folder of process ``only_pid``)."""
+    if not TMP_ROOT.is_dir():
+        return
+    now = time.time()
+    for d in TMP_ROOT.iterdir():
+        try:
+            mine = only_pid is not None and d.name.startswith(f"{only_pid}-")
+            if mine or (only_pid is None and now - d.stat().st_mtime > max_age):
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:  # another process removed it first
+            pass
+
+
+def _request_dir() -> Path:
+    """A fresh folder for one request's files; old ones are swept first."""
+    TMP_ROOT.mkdir(parents=True, exist_ok=True)
+    _cleanup()
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=TMP_ROOT))
+
+
+atexit.register(_cleanup, only_pid=os.getpid())
+
+
+# ------------------------------------------------------------------------------------------------ errors
+def _user_errors(what: str):
+    """Turn library errors into one-sentence ``gr.Error`` s; log anything unexpected and say so plainly."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except ExplorerError as e:
+                raise gr.Error(str(e), title="Cannot use this input", print_exception=False) from None
+            except MemoryError:
+                raise gr.Error("The server ran out of memory: trim the clip, use the fast preset or fewer areas, "
+                               "and try again.", print_exception=False) from None
+            except Exception as e:  # noqa: BLE001 - the page must get a sentence, the log the traceback
+                if type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+                    raise gr.Error("The GPU ran out of memory: trim the clip, use the fast preset or fewer areas, "
+                                   "and try again.", print_exception=False) from None
+                log.exception("unexpected error while %s", what)
+                raise gr.Error(GENERIC_ERROR.format(what=what), print_exception=False) from None
+        return inner
+    return wrap
+
+
+def _gpu_seconds(*args, **kwargs) -> int:
+    """ZeroGPU time to reserve for one explanation: the paper preset runs 1200 iterations, fast a few hundred."""
+    preset = kwargs.get("preset", args[4] if len(args) > 4 else "fast")
+    return 240 if preset == "paper" else 90
+
+
+def _gpu_seconds_compare(*args, **kwargs) -> int:
+    methods = kwargs.get("methods", args[3] if len(args) > 3 else None) or []
+    return min(600, 30 + len(methods) * (_gpu_seconds(*args, **kwargs) - 30))
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def model_choices() -> list[tuple[str, str]]:
+    out = []
+    for name in list_models():
+        e = get_entry(name)
+        where = "built in, works offline" if e.offline else "downloads weights on first use"
+        out.append((f"{name}  ({where})", name))
+    return out
+
+
+def method_choices() -> list[tuple[str, str]]:
+    return [(METHOD_NAMES.get(m, m), m) for m in available_methods()]
+
+
+def _labels_of(model_name: str) -> list[str]:
+    try:
+        labels = get_entry(model_name).labels
+    except ExplorerError:
+        return []
+    return [] if callable(labels) else [str(x) for x in labels]
+
+
+def target_choices(model_name: str, top5=None) -> list:
+    """The target dropdown: top-1 first, then the top-5 predictions (with probabilities), then every label."""
+    choices: list = [TOP1_CHOICE]
+    seen = set()
+    for i, (label, p) in enumerate(top5 or []):
+        choices.append((f"#{i + 1} {label}  ({p:.0%})", label))
+        seen.add(label)
+    choices += [lbl for lbl in _labels_of(model_name) if lbl not in seen]
+    return choices
+
+
+def model_markdown(model_name: str) -> str:
+    try:
+        e = get_entry(model_name)
+    except ExplorerError as err:
+        return str(err)
+    where = ("Ships with the app: works offline." if e.offline else
+             "Its weights are downloaded the first time it is used (this needs a network connection).")
+    return f"<small>{e.description.rstrip('.')}. {where}</small>"
+
+
+def _path_of(video) -> str | None:
+    """The file path inside whatever Gradio or a direct caller passed (str, Path, dict, FileData)."""
+    if video is None:
+        return None
+    if isinstance(video, (str, Path)):
+        return str(video) or None
+    if isinstance(video, dict):
+        inner = video.get("video", video)
+        return _path_of(inner.get("path") if isinstance(inner, dict) else inner)
+    return _path_of(getattr(video, "path", None))
+
+
+def _number(x, name: str, *, integer=False, minimum=None):
+    """None for an empty field, else a checked number."""
+    if x is None or (isinstance(x, str) and not x.strip()):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, not {x!r}.") from None
+    if not np.isfinite(v):
+        raise InputError(f"{name} must be a finite number, not {x!r}.")
+    if minimum is not None and v < minimum:
+        raise InputError(f"{name} must be at least {minimum:g}, not {x!r}.")
+    return int(round(v)) if integer else v
+
+
+def _areas(text) -> list[float] | None:
+    if text is None or not str(text).strip():
+        return None
+    try:
+        areas = [float(a) for a in re.split(r"[,;\s]+", str(text).strip()) if a]
+    except ValueError:
+        areas = []
+    if not areas or any(not 0 < a < 1 for a in areas):
+        raise InputError(f"Areas must be fractions between 0 and 1 separated by commas, such as "
+                         f"'0.02, 0.05, 0.1'; got {text!r}.")
+    return areas
+
+
+def _overrides(method: str, areas, iterations, key_frames, perturbation) -> dict:
+    """Options of the perturbation methods; the comparison methods take none of them."""
+    if method not in PERTURBATION_METHODS:
+        return {}
+    out = dict(areas=_areas(areas), iterations=_number(iterations, "Iterations", integer=True, minimum=0),
+               key_frames=_number(key_frames, "Key frames", integer=True, minimum=0),
+               perturbation=perturbation or None)
+    return {k: v for k, v in out.items() if v}  # 0 and "" mean "the preset's value"
+
+
+def _target(target):
+    if target is None:
+        return None
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    t = str(target).strip()
+    return None if t in (TOP1, "top-1", TOP1_CHOICE[0]) else t
+
+
+def _sha1(path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _known_events() -> dict:
+    """sha1 of each shipped toy clip -> its evidence window (drawn in the temporal plot)."""
+    try:
+        meta = json.loads((EXAMPLES / "toy_ground_truth.json").read_text())
+        return {_sha1(EXAMPLES / name): tuple(m["event"]) for name, m in meta.items() if (EXAMPLES / name).exists()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _event_for(path: str, model, video, trimmed: bool):
+    """The known evidence window of a shipped toy clip, when the model sees exactly its frames."""
+    if trimmed or model.name != "toy" or video.num_source_frames != model.num_frames:
+        return None
+    try:
+        return _known_events().get(_sha1(path)) if os.path.getsize(path) < 5 * 2**20 else None
+    except OSError:
+        return None
+
+
+def _load(video, model_name: str, start, end, progress):
+    """Decode the clip and load the model: (path, model, Video, trimmed)."""
+    path = _path_of(video)
+    if not path:
+        raise InputError("Upload a video first (or click one of the examples below the upload box).")
+    start = _number(start, "Start", minimum=0) or None  # 0 and empty both mean "from the beginning" ...
+    end = _number(end, "End", minimum=0) or None        # ... and "to the end"
+    progress(0.02, desc="Loading the model")
+    model = load_model(model_name or DEFAULT_MODEL)
+    progress(0.06, desc="Decoding the video")
+    v = load_video(path, num_frames=model.num_frames, max_side=MAX_SIDE, start=start, end=end,
+                   max_bytes=MAX_UPLOAD_MB * 2**20, max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS)
+    if v.num_source_frames < 2:
+        raise VideoError(f"The video '{Path(path).name}' has a single frame: a video classifier needs a "
+                         "moving clip; upload a video of at least a second.")
+    return path, model, v, start is not None or end is not None
+
+
+def _engine_progress(progress, desc: str, unit: str):
+    """The engine's progress(done, total, info) drawn as one stage of the bar: 'desc: done/total unit'."""
+    def update(done, total, info=None):
+        progress((int(done), int(total)), desc=desc, unit=unit)
+    return update
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+def _pct(p: float) -> str:
+    return f"{100 * p:.0f} %" if p >= 0.01 else f"{100 * p:.1f} %"
+
+
+def _time_of(exp, frame: int) -> str:
+    times = exp.source.get("times")
+    return f" (t = {times[frame]:.2f} s)" if times and frame < len(times) else ""
+
+
+def summary_markdown(exp) -> str:
+    """What the explanation says, in plain words."""
+    top_label, top_p = exp.topk[0]
+    lines = [f"### The model sees **{top_label}** ({_pct(top_p)})"]
+    which = ("its top-1 class" if exp.label == top_label else
+             f"the class you chose, **{exp.label}** ({_pct(exp.probability)})")
+    how = SHORT_NAMES.get(exp.method, exp.method)
+    if exp.preset:
+        how += f" ({exp.preset} preset, {exp.iterations} iterations)"
+    lines.append(f"Explained {which} with {how} in {exp.timings['total']:.1f} s.")
+    peak = exp.peak_frame
+    lines.append(f"- **Where and when:** the bright regions are what the model relies on; the most important "
+                 f"moment is frame {peak + 1} of {len(exp.temporal)}{_time_of(exp, peak)}.")
+    if exp.event:
+        a, b = exp.event
+        where = "inside" if a <= peak < b else "outside"
+        lines.append(f"- **Known evidence:** in this toy clip the telling motion happens in frames {a + 1} to {b}; "
+                     f"the peak is {where} that window.")
+    c = exp.curves
+    if c is not None:
+        text = (f"- **Faithfulness:** deletion AUC **{c.auc_deletion:.3f}** (lower is better), insertion AUC "
+                f"**{c.auc_insertion:.3f}** (higher is better)")
+        if c.auc_random_deletion is not None:
+            wins = (int(c.auc_deletion < c.auc_random_deletion - MARGIN)
+                    + int(c.auc_insertion > c.auc_random_insertion + MARGIN))
+            verdict = {2: "this map beats random on both", 1: "this map beats random on one of the two",
+                       0: "this map does no better than random here"}[wins]
+            text += (f", against {c.auc_random_deletion:.3f} and {c.auc_random_insertion:.3f} for a random map: "
+                     f"{verdict}")
+        lines.append(text + ".")
+    return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "clip"
+
+
+def _zip(folder: Path, out: Path) -> str:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(folder.iterdir()):
+            if f.is_file():
+                z.write(f, arcname=f.name)
+    return str(out)
+
+
+def _topk_dict(topk) -> dict:
+    return {label: float(p) for label, p in topk}
+
+
+# ---------------------------------------------------------------------------------------------- callbacks
+@_user_errors("predicting the class")
+@_gpu(duration=60)
+def predict_clip(video, model: str = DEFAULT_MODEL, start: float = 0, end: float = 0, progress=gr.Progress()):
+    """Top-5 predictions of ``model`` on the clip, and the target choices they suggest."""
+    _, m, v, _ = _load(video, model, start, end, progress)
+    progress(0.5, desc="Predicting")
+    top5 = m.predict(m.prepare(v.frames), k=5)
+    return _topk_dict(top5), gr.Dropdown(choices=target_choices(m.name, top5), value=TOP1)
+
+
+@_user_errors("explaining the clip")
+@_gpu(duration=_gpu_seconds)
+def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: str = "step", preset: str = "fast",
+                 start: float = 0, end: float = 0, areas: str = "", iterations: float = 0,
+                 key_frames: float = 0, perturbation: str = "blur", seed: float = 0, curves: bool = True,
+                 progress=gr.Progress()):
+    """Explain why ``model`` predicts ``target`` (default: its top-1 class) on the clip.
+
+    Returns the top-5 predictions (label -> probability), the overlay video (H.264 mp4), the temporal plot and
+    the deletion/insertion plot (PNG paths; the latter None when ``curves`` is off), a zip with every file,
+    and a plain-language summary (Markdown).
+    """
+    method = method or "step"
+    overrides = _overrides(method, areas, iterations, key_frames, perturbation)
+    seed = _number(seed, "Seed", integer=True, minimum=0) or 0
+    path, m, v, trimmed = _load(video, model, start, end, progress)
+    progress(0.1, desc="Predicting")
+    exp = explain(m, v, target=_target(target), method=method, preset=preset or "fast", seed=seed,
+                  event=_event_for(path, m, v, trimmed),
+                  progress=_engine_progress(progress, f"Computing the {SHORT_NAMES.get(method, method)} map",
+                                            "iterations" if method in PERTURBATION_METHODS else "steps"),
+                  **overrides)
+    exp.source["path"] = Path(path).name
+    if curves:
+        progress(0.8, desc="Measuring deletion / insertion curves")
+        exp.curves = deletion_insertion(m, m.prepare(v.frames), exp.saliency, exp.target, steps=CURVE_STEPS,
+                                        random_baseline=True, seed=seed,
+                                        progress=_engine_progress(progress, "Measuring the curves", "clips"))
+    progress(0.95, desc="Rendering")
+    req = _request_dir()
+    files = exp.save(req / "explanation")
+    archive = _zip(files, req / f"explanation_{_slug(m.name)}_{_slug(method)}_{_slug(exp.label)}.zip")
+    curves_png = files / "curves.png"
+    return (_topk_dict(exp.topk), str(files / "overlay.mp4"), str(files / "temporal.png"),
+            str(curves_png) if curves_png.exists() else None, archive, summary_markdown(exp))
+
+
+@_user_errors("comparing methods")
+@_gpu(duration=_gpu_seconds_compare)
+def compare_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None, preset: str = "fast",
+                 start: float = 0, end: float = 0, iterations: float = 0, seed: float = 0,
+                 progress=gr.Progress()):
+    """Several methods on one clip: a strip of their maps, a table of AUCs and times, and a zip."""
+    methods = [m for m in (methods or []) if m]
+    if not methods:
+        raise InputError("Tick at least one method to compare.")
+    seed = _number(seed, "Seed", integer=True, minimum=0) or 0
+    path, m, v, trimmed = _load(video, model, start, end, progress)
+    clip = m.prepare(v.frames)
+    event = _event_for(path, m, v, trimmed)
+    req = _request_dir()
+    out = req / "comparison"
+    out.mkdir()
+    maps, rows, target_idx, frames, random_aucs = {}, [], _target(target), None, None
+    for k, method in enumerate(methods):
+        name = SHORT_NAMES.get(method, method)
+        progress(k / len(methods), desc=f"{name} ({k + 1}/{len(methods)})")
+        exp = explain(m, v, target=target_idx, method=method, preset=preset or "fast", seed=seed, event=event,
+                      progress=_engine_progress(progress, f"{name} ({k + 1}/{len(methods)})",
+                                                "iterations" if method in PERTURBATION_METHODS else "steps"),
+                      **_overrides(method, None, iterations, None, None))
+        target_idx, frames = exp.target, exp.frames
+        progress((k + 0.8) / len(methods), desc=f"{name}: measuring curves")
+        c = deletion_insertion(m, clip, exp.saliency, exp.target, steps=CURVE_STEPS,
+                               random_baseline=random_aucs is None, seed=seed)
+        if random_aucs is None:
+            random_aucs = (c.auc_random_deletion, c.auc_random_insertion)
+        maps[name] = exp.saliency
+        rows.append({"method": name, "deletion AUC ↓": round(c.auc_deletion, 3),
+                     "insertion AUC ↑": round(c.auc_insertion, 3),
+                     "time (s)": round(exp.timings["attribution"], 2), "peak frame": exp.peak_frame + 1})
+        np.savez_compressed(out / f"saliency_{_slug(method)}.npz", saliency=exp.saliency.astype(np.float32))
+    if "random" not in methods and random_aucs and random_aucs[0] is not None:
+        rows.append({"method": "random map (reference)", "deletion AUC ↓": round(random_aucs[0], 3),
+                     "insertion AUC ↑": round(random_aucs[1], 3), "time (s)": None,
+                     "peak frame": None})
+    progress(0.97, desc="Rendering")
+    table = pd.DataFrame(rows)
+    strip = render.compare_strip(frames, maps)
+    strip_png = out / "comparison.png"
+    Image.fromarray(strip).save(strip_png)
+    table.to_csv(out / "comparison.csv", index=False)
+    label = m.labels[target_idx]
+    (out / "comparison.json").write_text(json.dumps(
+        {"model": m.name, "target": target_idx, "label": label, "preset": preset, "seed": seed,
+         "clip": Path(path).name, "rows": rows}, indent=1))
+    archive = _zip(out, req / f"comparison_{_slug(m.name)}_{_slug(label)}.zip")
+    note = (f"Explaining **{label}** on {len(methods)} method(s). Each row of the picture is one method "
+            f"(bright = important); the table says how faithful each map is.")
+    return str(strip_png), table, archive, note
+
+
+def explain_example(video, model):
+    """What an example shows (cached lazily): the default settings on that clip.
+
+    Keep the curves on: Gradio's example cache cannot read back an empty image output.
+    """
+    return explain_clip(video, model)
+
+
+def on_model_change(model):
+    return gr.Dropdown(choices=target_choices(model), value=TOP1), model_markdown(model)
+
+
+# --------------------------------------------------------------------------------------------------- page
+INTRO = """
+# Video Attribution Explorer
+**Why did the video classifier say that?** Upload a short clip (mp4, webm, mov, avi or mkv; or record one with
+your webcam, or click an example), press **Explain**, and see
+*where* and *when* the model looked. The app searches for the smallest part of the video that still convinces the
+model (the *STEP* method of Li et al., IEEE TCSVT 2021), then checks the answer against a random guess.
+"""
+
+WAITING = """
+**Results appear here.** Upload a clip or click an example, then press **Explain**.
+With the built-in toy model this takes well under a minute on a CPU.
+"""
+
+CAPTION_VIDEO = ("**The video.** *Left:* the clip as the model sees it. *Middle:* the heat-map: bright = the model "
+                 "needs this to recognise the class. *Right:* only the important part kept. The orange bar shows how "
+                 "much each moment matters.")
+CAPTION_TEMPORAL = ("**Which moments matter.** The importance of every frame (the mean of its heat-map). In the toy "
+                    "clips the blue band marks where the real evidence is.")
+CAPTION_CURVES = ("**Is the explanation faithful?** Remove the highlighted parts first (*deletion*: the probability "
+                  "should fall fast, so a low area is good) or restore them first into a blurred clip (*insertion*: "
+                  "it should rise fast, so a high area is good). The dashed grey line is a random map: the score to "
+                  "beat.")
+
+COMPARE_HELP = """
+Run several attribution methods on the same clip and target. The picture shows each method's map on a few frames
+(bright = important); the table gives each map's deletion AUC (lower is better), insertion AUC (higher is better)
+and time. *Random* is the reference every method should beat.
+"""
+
+ABOUT = """
+### What this does
+A video classifier looks at a few frames of a clip and outputs a class (for example *"moving right"* for the toy
+model, or one of 400 Kinetics actions such as *"playing guitar"*). An **attribution** says which pixels of which
+frames the answer depends on. **STEP** (Li, Wang, Li, Huang, Sato, *Spatio-Temporal Perturbations for Video
+Attribution*, IEEE TCSVT 2021) finds it by optimisation: it blurs as much of the clip as possible, in space *and*
+time, while keeping the model's answer, and prefers a few whole space-time blobs over scattered pixels.
+**3D-EP** and **2D-EP** are the paper's ablations; gradient, Integrated Gradients, SmoothGrad, Grad-CAM,
+occlusion and random maps are the usual comparison methods.
+
+### Presets
+*fast* (default) optimises the same objective with fewer iterations and stops early once the mask settles;
+*paper* is the authors' 1200-iteration schedule (minutes on a CPU for large models).
+
+### The toy model
+`toy` is a small 3-D CNN shipped with the app, trained on generated clips where one square moves steadily in one
+direction during a few frames while look-alike squares jitter. Because we know where and when the evidence is, the
+toy clips show whether an explanation finds it.
+
+### Privacy and limits
+Uploads and results are deleted from the server after about an hour. Clips up to {mb} MB and {minutes:g} minutes;
+only {frames} frames are sampled for the toy model (other models sample their own number).
+
+### Credits
+Example clip *bunny.mp4*: Big Buck Bunny, © Blender Foundation, CC BY 3.0 (see `examples/CREDITS.md`).
+"""
+
+CSS = """
+.vae-caption { font-size: 0.9em; line-height: 1.4; color: var(--body-text-color-subdued); margin-bottom: -6px; }
+#vae-summary { font-size: 0.95em; }
+#vae-explain-btn, #vae-compare-btn { min-height: 48px; font-size: 1.05em; }
+#vae-predict-btn { align-self: flex-end; margin-bottom: 10px; }
+footer { display: none !important; }
+"""
+
+
+def _examples() -> tuple[list, list[str]]:
+    rows, labels = [], []
+    for p in sorted(EXAMPLES.glob("toy_*.mp4")):
+        rows.append([str(p), DEFAULT_MODEL])
+        labels.append("toy: " + p.stem.removeprefix("toy_").replace("_", " "))
+    if (EXAMPLES / "bunny.mp4").exists():
+        # On a Space (network) a Kinetics model is the meaningful one for a real clip; offline only the toy exists.
+        real = "x3d_xs" if os.environ.get("SPACE_ID") else DEFAULT_MODEL
+        rows.append([str(EXAMPLES / "bunny.mp4"), real])
+        labels.append("Big Buck Bunny (real clip)")
+    return rows, labels
+
+
+def build_demo() -> gr.Blocks:
+    models = model_choices()
+    methods = method_choices()
+    method_values = [v for _, v in methods]
+    compare_default = [m for m in DEFAULT_COMPARE if m in method_values] or method_values[:2]
+    with gr.Blocks(title="Video Attribution Explorer", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            # ------------------------------------------------------------------------------ Explain
+            with gr.Tab("Explain", id="explain"):
+                # Outputs are created first (not yet shown) so that the examples, placed under the upload box,
+                # can name them; they are rendered in the right-hand column below.
+                top5_out = gr.Label(num_top_classes=5, label="Top-5 predictions", render=False)
+                summary_out = gr.Markdown(WAITING, render=False, elem_id="vae-summary")
+                overlay_out = gr.Video(label="Input · heat-map · preserved region", height=330, autoplay=True,
+                                       loop=True, buttons=["download"], interactive=False, show_label=False,
+                                       render=False)
+                temporal_out = gr.Image(label="Which moments matter", type="filepath", format="png", height=330,
+                                        interactive=False, buttons=["download", "fullscreen"], show_label=False,
+                                        render=False)
+                curves_out = gr.Image(label="Is the explanation faithful?", type="filepath", format="png",
+                                      height=330, interactive=False, buttons=["download", "fullscreen"],
+                                      show_label=False, render=False)
+                zip_out = gr.File(label="Download everything (overlay.mp4, PNGs, saliency.npz, summary.json)",
+                                  interactive=False, height=90, render=False)
+                outputs = [top5_out, overlay_out, temporal_out, curves_out, zip_out, summary_out]
+                model_in = gr.Dropdown(models, value=DEFAULT_MODEL, label="2 · Model", render=False)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=340):
+                        video_in = gr.Video(label="1 · Your clip (upload or webcam)",
+                                            sources=["upload", "webcam"], height=240,
+                                            webcam_options=gr.WebcamOptions(mirror=False))
+                        rows, labels = _examples()
+                        if rows:
+                            gr.Examples(rows, inputs=[video_in, model_in], outputs=outputs, fn=explain_example,
+                                        example_labels=labels, cache_examples=True, cache_mode="lazy",
+                                        examples_per_page=8, label="…or try an example (computed once, then cached)")
+                        with gr.Row():
+                            start_in = gr.Number(label="Trim: start (s)", value=0, minimum=0)
+                            end_in = gr.Number(label="Trim: end (s, 0 = the end)", value=0, minimum=0)
+                        model_in.render()
+                        model_md = gr.Markdown(model_markdown(DEFAULT_MODEL), elem_classes=["vae-caption"])
+                        with gr.Row(equal_height=False):
+                            target_in = gr.Dropdown(target_choices(DEFAULT_MODEL), value=TOP1, allow_custom_value=True,
+                                                    label="3 · Class to explain", scale=3,
+                                                    info="the top prediction, or pick / type any class")
+                            predict_btn = gr.Button("Predict top-5", scale=1, min_width=120, size="md",
+                                                    elem_id="vae-predict-btn")
+                        method_in = gr.Dropdown(methods, value="step", label="4 · Method",
+                                                info="STEP is the paper's method; the others are for comparison")
+                        preset_in = gr.Radio([("fast (default)", "fast"), ("paper (1200 iterations, slow)", "paper")],
+                                             value="fast", label="Preset (perturbation methods)")
+                        with gr.Accordion("Advanced settings", open=False):
+                            areas_in = gr.Textbox(label="Mask areas (fractions of the clip to keep)", value="",
+                                                  placeholder="model default, e.g. 0.02, 0.05, 0.1")
+                            with gr.Row():
+                                iterations_in = gr.Number(label="Iterations", value=0, precision=0, minimum=0,
+                                                          info="0 = the preset's")
+                                key_frames_in = gr.Number(label="L_K key frames", value=0, precision=0, minimum=0,
+                                                          info="0 = automatic")
+                            with gr.Row():
+                                perturbation_in = gr.Radio(["blur", "fade"], value="blur", label="Perturbation")
+                                seed_in = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                            curves_in = gr.Checkbox(value=True, label="Measure deletion / insertion curves")
+                        explain_btn = gr.Button("Explain", variant="primary", size="lg", elem_id="vae-explain-btn")
+                    with gr.Column(scale=3, min_width=420):
+                        with gr.Row(equal_height=False):
+                            with gr.Column(scale=2, min_width=220):
+                                top5_out.render()
+                            with gr.Column(scale=3, min_width=260):
+                                summary_out.render()
+                        gr.Markdown(CAPTION_VIDEO, elem_classes=["vae-caption"])
+                        overlay_out.render()
+                        gr.Markdown(CAPTION_TEMPORAL, elem_classes=["vae-caption"])
+                        temporal_out.render()
+                        gr.Markdown(CAPTION_CURVES, elem_classes=["vae-caption"])
+                        curves_out.render()
+                        zip_out.render()
+
+            # ------------------------------------------------------------------------------ Compare
+            with gr.Tab("Compare methods", id="compare"):
+                gr.Markdown(COMPARE_HELP)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=340):
+                        cmp_video = gr.Video(label="Clip (the one from the Explain tab, or another)",
+                                             sources=["upload", "webcam"], height=220,
+                                             webcam_options=gr.WebcamOptions(mirror=False))
+                        with gr.Row():
+                            cmp_start = gr.Number(label="Trim: start (s)", value=0, minimum=0)
+                            cmp_end = gr.Number(label="Trim: end (s, 0 = the end)", value=0, minimum=0)
+                        cmp_model = gr.Dropdown(models, value=DEFAULT_MODEL, label="Model")
+                        cmp_target = gr.Dropdown(target_choices(DEFAULT_MODEL), value=TOP1, allow_custom_value=True,
+                                                 label="Class to explain")
+                        cmp_methods = gr.CheckboxGroup(methods, value=compare_default, label="Methods")
+                        with gr.Row():
+                            cmp_preset = gr.Radio([("fast", "fast"), ("paper", "paper")], value="fast",
+                                                  label="Preset")
+                            cmp_iterations = gr.Number(label="Iterations (0 = preset)", value=0, precision=0,
+                                                       minimum=0)
+                            cmp_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                        compare_btn = gr.Button("Compare", variant="primary", size="lg", elem_id="vae-compare-btn")
+                    with gr.Column(scale=3, min_width=420):
+                        cmp_note = gr.Markdown()
+                        cmp_strip = gr.Image(label="Maps side by side (rows: methods; columns: frames)",
+                                             type="filepath", format="png", interactive=False, show_label=False,
+                                             buttons=["download", "fullscreen"])
+                        cmp_table = gr.Dataframe(label="Faithfulness (deletion: lower is better; insertion: higher "
+                                                       "is better) and time", interactive=False, wrap=True)
+                        cmp_zip = gr.File(label="Download (picture, table, maps)", interactive=False, height=90)
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(ABOUT.format(mb=MAX_UPLOAD_MB, minutes=MAX_SECONDS / 60, frames=16))
+
+        # ---------------------------------------------------------------------------------- events
+        model_in.change(on_model_change, model_in, [target_in, model_md], api_visibility="private")
+        cmp_model.change(lambda m: gr.Dropdown(choices=target_choices(m), value=TOP1), cmp_model, cmp_target,
+                         api_visibility="private")
+        video_in.change(lambda v: v, video_in, cmp_video, api_visibility="private")
+        # Every event that runs a model shares one concurrency group: the model cache is shared, and Grad-CAM's
+        # hooks on a shared model must not see another request's activations.
+        predict_btn.click(predict_clip, [video_in, model_in, start_in, end_in], [top5_out, target_in],
+                          api_name="predict", concurrency_id="model", concurrency_limit=CONCURRENCY)
+        explain_btn.click(explain_clip, [video_in, model_in, target_in, method_in, preset_in, start_in, end_in,
+                                         areas_in, iterations_in, key_frames_in, perturbation_in, seed_in, curves_in],
+                          outputs, api_name="explain", concurrency_id="model", concurrency_limit=CONCURRENCY)
+        compare_btn.click(compare_clip, [cmp_video, cmp_model, cmp_target, cmp_methods, cmp_preset, cmp_start,
+                                         cmp_end, cmp_iterations, cmp_seed],
+                          [cmp_strip, cmp_table, cmp_zip, cmp_note], api_name="compare", concurrency_id="model",
+                          concurrency_limit=CONCURRENCY)
+        # A lazily cached example runs the model on its first click: same concurrency group as the buttons.
+        for fn in demo.fns.values():
+            if fn.name == "load_example_output":
+                fn.concurrency_id, fn.concurrency_limit = "model", CONCURRENCY
+    demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def launch_kwargs() -> dict:
+    """Everything ``launch`` needs besides host and port (theme and CSS go here in Gradio 6)."""
+    return dict(max_file_size=f"{MAX_UPLOAD_MB}mb", theme=gr.themes.Soft(primary_hue="orange", secondary_hue="blue"),
+                css=CSS, footer_links=["api"])
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT")
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(port) if port else None, **launch_kwargs())

@@ -1,0 +1,307 @@
+"""Tests for app.py: the callbacks called directly, then the served app driven with gradio_client.
+
+Offline, toy model only, few iterations (``iterations=`` is an Advanced input), so the whole file runs in
+well under two minutes on two CPU cores. Bad inputs are generated with PyAV into a temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import zipfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAVED = ("overlay.mp4", "temporal.png", "curves.png", "saliency.npz", "summary.json")
+# gradio's queue code trips pandas 3 deprecation warnings; not ours to fix
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+FEW = 3          # optimisation iterations in tests: enough to exercise the loop, not to converge
+CURVE_STEPS = 16  # deletion/insertion steps in tests (the app's default is the paper's 128)
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory):
+    """The app module, with its temporary folders and the examples cache moved into pytest's tmp."""
+    tmp = tmp_path_factory.mktemp("app")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+                           "VAE_TMP": str(tmp / "requests"), "GRADIO_EXAMPLES_CACHE": str(tmp / "examples_cache"),
+                           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VAE_CURVE_STEPS": str(CURVE_STEPS)}.items():
+            mp.setenv(key, value)
+        import app as app_module
+        from model_zoo import toy
+        if not toy.WEIGHTS.exists():
+            pytest.fail(f"{toy.WEIGHTS} is missing: train it with `python -m model_zoo.toy train`")
+        yield app_module
+
+
+def _encode(path, frames, rate=8, codec="libx264", **opts):
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=rate)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.options = {"preset": "ultrafast", **opts}
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(s.encode(None))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """A toy-task clip (16 frames, 64 px) the toy model classifies, written as H.264 mp4."""
+    from model_zoo.toy import generate
+    from attribution.video import write_video
+    c = generate(1, seed=3)[0]
+    path = tmp_path_factory.mktemp("clip") / "toy clip.mp4"
+    write_video(c.frames, path, fps=8, crf=12)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(tmp_path_factory):
+    """name -> (path, model, target, fragment of the error message the person must see)."""
+    d = tmp_path_factory.mktemp("bad")
+    grey = lambda t, h, w: np.full((t, h, w, 3), 110, np.uint8)  # noqa: E731
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 40)
+    with av.open(str(d / "audio.mp4"), "w") as c:  # an audio track and nothing else
+        s = c.add_stream("aac", rate=16000)
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
+        f.sample_rate = 16000
+        c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    from PIL import Image
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(d / "photo.png")
+    (d / "photo.png").rename(d / "photo.mp4")
+    _encode(d / "huge.mp4", grey(1, 4200, 4200))                       # 17.6 megapixels > 16.8
+    _encode(d / "long.mp4", grey(62, 32, 32), rate=Fraction(1, 10))    # 620 s > 600 s
+    _encode(d / "one.mp4", grey(1, 64, 64))
+    return {
+        "empty": (d / "empty.mp4", "toy", "", "empty"),
+        "corrupt": (d / "corrupt.mp4", "toy", "", "damaged"),
+        "audio only": (d / "audio.mp4", "toy", "", "only audio"),
+        "image renamed to mp4": (d / "photo.mp4", "toy", "", "still image"),
+        "huge resolution": (d / "huge.mp4", "toy", "", "resolution is too high"),
+        "too long": (d / "long.mp4", "toy", "", "too long"),
+        "one frame": (d / "one.mp4", "toy", "", "single frame"),
+        "unknown target": (None, "toy", "playing the banjo", "Unknown target label"),
+        "model needs network": (None, "x3d_xs", "", "network"),
+    }
+
+
+def _bad(bad_inputs, name, clip):
+    path, model, target, message = bad_inputs[name]
+    return str(path or clip), model, target, message
+
+
+def _check_outputs(label, overlay, temporal, curves, archive, method="step"):
+    """Every output of explain is there and usable."""
+    from attribution.video import probe_video
+    from PIL import Image
+    assert isinstance(label, dict) and len(label) == 4  # the toy model has 4 classes: the top-5 is all of them
+    assert abs(sum(label.values()) - 1) < 1e-3
+    info = probe_video(overlay)
+    assert (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p") and info["frames"] == 16
+    for png in (temporal, curves):
+        with Image.open(png) as im:
+            assert im.format == "PNG" and im.width > 400
+    with zipfile.ZipFile(archive) as z:
+        assert set(SAVED) <= set(z.namelist())
+        summary = json.loads(z.read("summary.json"))
+    assert summary["method"] == method and summary["model"] == "toy"
+    assert set(summary["curves"]["auc"]) >= {"auc_deletion", "auc_insertion", "auc_random_deletion"}
+    return summary
+
+
+# ------------------------------------------------------------------------------------- callbacks directly
+def test_explain_callback_gives_every_output(app, clip):
+    label, overlay, temporal, curves, archive, text = app.explain_clip(
+        clip, "toy", "", "step", "fast", 0, 0, "", FEW, 0, "blur", 0, True)
+    summary = _check_outputs(label, overlay, temporal, curves, archive)
+    assert summary["iterations"] == FEW and summary["label"] == max(label, key=label.get)
+    assert "The model sees" in text and "for a random map" in text
+
+
+def test_explain_callback_target_by_name_and_options(app, clip):
+    """A named target, another method, no curves: the summary says so and the curve plot is absent."""
+    label, overlay, temporal, curves, archive, text = app.explain_clip(
+        clip, "toy", "moving up", "gradient", "fast", 0.2, 1.8, "", 0, 0, "blur", 3, False)
+    assert curves is None and Path(overlay).exists() and Path(temporal).exists()
+    summary = json.loads(zipfile.ZipFile(archive).read("summary.json"))
+    assert (summary["label"], summary["method"], summary["seed"]) == ("moving up", "gradient", 3)
+    assert summary["source"]["times"][0] >= 0.2 - 1e-6 and summary["source"]["times"][-1] <= 1.8 + 1e-6
+    assert "moving up" in text
+
+
+def test_advanced_options_reach_the_engine(app, clip):
+    _, _, _, _, archive, _ = app.explain_clip(clip, "toy", "", "3d-ep", "fast", 0, 0, "0.03, 0.2", 2, 0,
+                                              "fade", 0, False)
+    s = json.loads(zipfile.ZipFile(archive).read("summary.json"))
+    assert s["areas"] == [0.03, 0.2] and s["iterations"] == 2 and s["settings"]["perturbation"] == "fade"
+
+
+def test_predict_fills_the_top5_target_choices(app, clip):
+    label, dropdown = app.predict_clip(clip, "toy")
+    assert len(label) == 4
+    values = [c[1] if isinstance(c, tuple) else c for c in dropdown.choices]
+    assert values[0] == app.TOP1 and set(values[1:5]) == set(label)
+    assert dropdown.value == app.TOP1
+
+
+def test_compare_callback(app, clip):
+    strip, table, archive, note = app.compare_clip(clip, "toy", "", ["step", "gradient", "random"], "fast",
+                                                   0, 0, FEW, 0)
+    from PIL import Image
+    with Image.open(strip) as im:
+        assert im.width > 300 and im.height > 300  # input row + three method rows
+    assert list(table["method"]) == ["STEP", "Gradient", "Random"]
+    assert table["deletion AUC ↓"].between(0, 1).all()
+    assert {"comparison.png", "comparison.csv", "comparison.json"} <= set(zipfile.ZipFile(archive).namelist())
+
+
+@pytest.mark.parametrize("name", ["empty", "corrupt", "audio only", "image renamed to mp4", "huge resolution",
+                                  "too long", "one frame", "unknown target", "model needs network"])
+def test_bad_inputs_give_one_sentence(app, bad_inputs, clip, name):
+    import gradio as gr
+    path, model, target, message = _bad(bad_inputs, name, clip)
+    with pytest.raises(gr.Error) as err:
+        app.explain_clip(path, model, target, "step", "fast", 0, 0, "", FEW, 0, "blur", 0, False)
+    assert message in err.value.message and "Traceback" not in err.value.message
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(video=None), "Upload a video first"),
+    (dict(areas="0.1, 1.5"), "Areas must be fractions"),
+    (dict(start=2.5, end=1.0), "start and end"),
+    (dict(method="nonsense"), "Unknown method"),
+])
+def test_bad_settings_give_one_sentence(app, clip, kwargs, message):
+    import gradio as gr
+    args = dict(video=clip, model="toy", target="", method="step", preset="fast", iterations=FEW, curves=False)
+    with pytest.raises(gr.Error, match=message):
+        app.explain_clip(**{**args, **kwargs})
+
+
+def test_unexpected_errors_are_logged_not_shown(app, clip, monkeypatch, caplog):
+    import gradio as gr
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internal detail")
+    monkeypatch.setattr(app, "explain", boom)
+    with pytest.raises(gr.Error) as err:
+        app.explain_clip(clip, "toy")
+    assert "went wrong on our side" in err.value.message and "secret" not in err.value.message
+    assert "secret internal detail" in caplog.text
+
+
+def test_request_folders_are_private_and_swept(app):
+    a, b = app._request_dir(), app._request_dir()
+    assert a != b and a.parent == b.parent == app.TMP_ROOT
+    old = time.time() - 2 * app.KEEP_SECONDS
+    os.utime(a, (old, old))
+    app._request_dir()
+    assert not a.exists() and b.exists()
+    app._cleanup(only_pid=os.getpid())
+    assert not b.exists()
+
+
+def test_api_signature_and_hosting_settings(app):
+    info = app.demo.get_api_info()["named_endpoints"]
+    params = info["/explain"]["parameters"]
+    assert [p["parameter_name"] for p in params[:5]] == ["video", "model", "target", "method", "preset"]
+    assert all(p["parameter_has_default"] for p in params[1:])
+    assert {"/explain", "/predict", "/compare"} <= set(info)
+    assert app.demo._queue.max_size == app.MAX_QUEUE
+    assert app.launch_kwargs()["max_file_size"] == f"{app.MAX_UPLOAD_MB}mb"
+    choices = dict((v, k) for k, v in app.model_choices())
+    assert "offline" in choices["toy"] and "download" in choices["x3d_xs"]
+    assert {"step", "3d-ep", "2d-ep", "grad-cam", "random"} <= {v for _, v in app.method_choices()}
+
+
+def test_no_gradio_in_the_library():
+    for folder in ("attribution", "model_zoo"):
+        for f in (ROOT / folder).rglob("*.py"):
+            text = f.read_text()
+            assert "import gradio" not in text and "from gradio" not in text, f
+
+
+# --------------------------------------------------------------------------------- the served app + client
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+    _, url, _ = app.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
+                                **app.launch_kwargs())
+    try:
+        yield Client(url, verbose=False, download_files=str(Path(os.environ["VAE_TMP"]).parent / "downloads"))
+    finally:
+        app.demo.close()
+
+
+def test_examples_are_not_computed_at_start_up(client):
+    cache = Path(os.environ["GRADIO_EXAMPLES_CACHE"])  # set by the `app` fixture for the whole session
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_example_runs_on_first_click_then_comes_from_the_cache(app, client, monkeypatch):
+    calls = []
+    full = app.explain_clip
+
+    def quick(video, model):  # the example's default settings, cut short
+        calls.append(model)
+        return full(video, model, iterations=FEW)
+    monkeypatch.setattr(app, "explain_clip", quick)
+    first = client.predict(0, api_name="/load_example")
+    again = client.predict(0, api_name="/load_example")
+    assert calls == ["toy"]
+    assert first[0] == again[0] and len(first[0]["confidences"]) == 4
+    overlay = again[1]["video"] if isinstance(again[1], dict) else again[1]
+    assert Path(overlay).exists()
+    assert any(p.is_file() for p in Path(os.environ["GRADIO_EXAMPLES_CACHE"]).rglob("*"))
+
+
+def _example_clip(app, clip):
+    rows, _ = app._examples()
+    toy = [r[0] for r in rows if Path(r[0]).name.startswith("toy_")]
+    return toy[0] if toy else clip
+
+
+def test_client_explains_an_example_clip(app, client, clip):
+    from gradio_client import handle_file
+    label, overlay, temporal, curves, archive, text = client.predict(
+        video=handle_file(_example_clip(app, clip)), model="toy", target="", method="step",
+        preset="fast", iterations=FEW, api_name="/explain")
+    overlay = overlay["video"] if isinstance(overlay, dict) else overlay
+    assert label["label"] in {"moving left", "moving right", "moving up", "moving down"}
+    scores = {c["label"]: c["confidence"] for c in label["confidences"]}
+    _check_outputs(scores, overlay, temporal, curves, archive)
+    with av.open(overlay) as c:  # the browser's codec, and it decodes
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in c.decode(video=0)) == 16
+    assert "The model sees" in text
+
+
+def test_client_bad_inputs_then_a_good_request(app, client, bad_inputs, clip):
+    """Each bad input answers its one sentence; the server keeps serving."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    for name in bad_inputs:
+        path, model, target, message = _bad(bad_inputs, name, clip)
+        with pytest.raises(AppError, match=message):
+            client.predict(video=handle_file(path), model=model, target=target, method="step", preset="fast",
+                           iterations=FEW, curves=False, api_name="/explain")
+    label, overlay, *_ = client.predict(video=handle_file(clip), model="toy", target="", method="random",
+                                        preset="fast", curves=False, api_name="/explain")
+    assert len(label["confidences"]) == 4 and Path(overlay["video"] if isinstance(overlay, dict) else overlay).exists()
+
+
+def test_client_predict_endpoint(client, clip):
+    from gradio_client import handle_file
+    label, target = client.predict(video=handle_file(clip), model="toy", api_name="/predict")
+    assert len(label["confidences"]) == 4 and target["value"] == ""
+    assert [c[1] for c in target["choices"][1:5]] == [c["label"] for c in label["confidences"]]
