@@ -1,0 +1,371 @@
+"""Comparison methods the paper measures STEP against, through Captum, plus two floors.
+
+Every method answers one call and returns one shape (STYLE: Captum's interface, without its hierarchy)::
+
+    saliency, extras = fn(model, clip, target, *, seed=0, progress=None, cancel=None, **options)
+
+* model: maps clips (B,3,T,H,W) in [0,1] to logits (B,K) (a :class:`model_zoo.VideoClassifier`).
+* clip: (1,3,T,H,W) in [0,1]; target: class index.
+* saliency: float tensor (T,H,W) in [0,1] on the CPU; extras: {"settings": the options used,
+  "evaluations": clip forward(+backward) passes spent}.
+
+Gradients are taken of the target's softmax probability, as the authors did (their models end in a
+softmax; ``output="logit"`` switches to the logit). Gradient maps are post-processed as in the authors'
+scripts (``shared/reference/ALGORITHM.md`` §3.1): absolute value, mean over the colour channels, then scaled
+with the minimum and the 99.9th percentile and clipped to [0, 1] (:func:`scale_percentile`).
+
+Importing this module registers every method in :data:`attribution.explain.EXTRA_METHODS`, so
+``explain(model, clip, method="grad-cam")`` works. The model's parameters never receive gradients.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion,
+                         Saliency)
+
+from attribution import step as step_mod
+from attribution.errors import InputError
+from attribution.explain import EXTRA_METHODS, frozen
+from attribution.metrics import substrate_clip
+
+PERCENTILE = 99.9       # upper end of the gradient maps' scale (§3.1)
+IG_STEPS = 25           # Integrated Gradients steps in the authors' run_all.py (§3.1)
+SG_SAMPLES = 25         # SmoothGrad samples (§3.1)
+SG_NOISE = 0.15         # SmoothGrad noise std as a fraction of the clip's value range (§3.1)
+GRAD_BATCH_BYTES = 32 * 2 ** 20  # input clips per forward+backward batch (activations scale with it)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def scale_percentile(attr: torch.Tensor, percentile: float = PERCENTILE) -> torch.Tensor:
+    """The authors' post-processing of gradient maps: attr (3,T,H,W) or (T,H,W) -> (T,H,W) in [0,1].
+
+    |attr|, averaged over channels when there are any, minus its minimum, divided by (99.9th percentile −
+    minimum), clipped to [0, 1]. An all-constant map becomes all zeros.
+    """
+    a = attr.detach().float()
+    a = a.abs()
+    if a.dim() == 4:
+        a = a.mean(0)
+    flat = a.flatten()
+    lo = flat.min()
+    k = max(1, min(flat.numel(), math.ceil(percentile / 100 * flat.numel())))
+    hi = flat.kthvalue(k).values
+    if float(hi - lo) <= 0:
+        hi = flat.max()
+    if float(hi - lo) <= 0:
+        return torch.zeros_like(a).cpu()
+    return ((a - lo) / (hi - lo)).clamp(0, 1).cpu()
+
+
+def scale_max(a: torch.Tensor) -> torch.Tensor:
+    """Positive part divided by its maximum: for maps whose sign means something (Grad-CAM, occlusion)."""
+    a = a.detach().float().clamp(min=0)
+    m = a.max()
+    return (a / m).cpu() if float(m) > 0 else torch.zeros_like(a).cpu()
+
+
+def _forward(model, output: str) -> Callable:
+    if output == "probability":
+        return lambda x: model(x).float().softmax(-1)
+    if output == "logit":
+        return lambda x: model(x).float()
+    raise InputError(f"output must be 'probability' or 'logit', not {output!r}")
+
+
+def _check(model, clip, target) -> tuple[torch.Tensor, int]:
+    if not isinstance(clip, torch.Tensor) or clip.dim() != 5 or clip.shape[:2] != (1, 3):
+        raise InputError(f"clip must be a tensor (1,3,T,H,W) in [0,1]; got {getattr(clip, 'shape', type(clip))}.")
+    device = getattr(model, "device", None) or clip.device
+    return clip.detach().float().to(device), int(target)
+
+
+def _cancelled(cancel) -> None:
+    if step_mod._should_cancel(cancel):
+        raise step_mod.Cancelled("The explanation was cancelled.")
+
+
+def _report(progress, done: int, total: int, stage: str) -> None:
+    if progress is not None:
+        progress(done, total, {"stage": stage})
+
+
+def _grad_batch(clip: torch.Tensor, requested: int | None, samples: int) -> int:
+    if requested:
+        return max(1, int(requested))
+    return max(1, min(samples, int(GRAD_BATCH_BYTES // (clip[0].numel() * 4))))
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Seed the global generators Captum draws from, and restore them afterwards."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _method(fn: Callable) -> Callable:
+    """Common frame of every method: frozen model (eval, no parameter grads), cancel checks, progress."""
+    def run(model, clip, target, *, seed: int = 0, progress: Callable | None = None, cancel=None, **opts):
+        clip, target = _check(model, clip, target)
+        _cancelled(cancel)
+        _report(progress, 0, 1, fn.__name__)
+        with frozen(model), _seeded(seed, clip.device):
+            sal, extras = fn(model, clip, target, seed=seed, cancel=cancel, **opts)
+        _cancelled(cancel)
+        _report(progress, 1, 1, fn.__name__)
+        return sal, extras
+    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    run.__wrapped__ = fn
+    return run
+
+
+# ------------------------------------------------------------------------------------------- gradients
+@_method
+def gradient(model, clip, target, *, seed=0, cancel=None, output: str = "probability"):
+    """Plain gradient (Simonyan, Vedaldi, Zisserman 2014; the authors' ``g``): |∂p_c/∂x|, via Captum Saliency.
+
+    Options: ``output`` "probability" (default, as the authors) or "logit". One forward+backward.
+    """
+    attr = Saliency(_forward(model, output)).attribute(clip.clone().requires_grad_(), target=target, abs=True)
+    return scale_percentile(attr[0]), {"settings": {"output": output}, "evaluations": 1}
+
+
+@_method
+def integrated_gradients(model, clip, target, *, seed=0, cancel=None, steps: int = IG_STEPS,
+                         output: str = "probability", internal_batch_size: int | None = None,
+                         integration: str = "gausslegendre"):
+    """Integrated Gradients (Sundararajan, Taly, Yan 2017; the authors' ``ig``), via Captum.
+
+    (x − x₀) · ∫₀¹ ∂p_c(x₀ + α(x − x₀))/∂x dα with the black baseline x₀ = 0 in [0,1] space (the authors'
+    normalised −1.8952/−1.7822/−1.7349 is black), ``steps`` = 25 points of Captum's ``integration`` rule,
+    evaluated ``internal_batch_size`` clips at a time (default: as many as fit in 32 MiB of input).
+    """
+    ig = IntegratedGradients(_forward(model, output))
+    batch = _grad_batch(clip, internal_batch_size, steps)
+    attr = ig.attribute(clip.clone().requires_grad_(), baselines=torch.zeros_like(clip), target=target,
+                        n_steps=int(steps), method=integration, internal_batch_size=batch)
+    return scale_percentile(attr[0]), {
+        "settings": {"steps": int(steps), "baseline": "black", "output": output, "integration": integration,
+                     "internal_batch_size": batch}, "evaluations": int(steps)}
+
+
+@_method
+def smoothgrad(model, clip, target, *, seed=0, cancel=None, samples: int = SG_SAMPLES, noise: float = SG_NOISE,
+               variant: str = "smoothgrad_sq", output: str = "probability", batch_size: int | None = None):
+    """SmoothGrad² (Smilkov et al. 2017; the authors' ``sg2``), via Captum NoiseTunnel over Saliency.
+
+    E_ε[(∂p_c/∂x (x + ε))²], ε ~ N(0, (noise · (max x − min x))²), ``samples`` = 25 draws seeded by ``seed``.
+    SmoothGrad² is the default because it is the authors' best gradient baseline and the one in their
+    reliability study; ``variant="smoothgrad"`` averages the signed gradients instead (then |·|).
+    """
+    if variant not in ("smoothgrad", "smoothgrad_sq"):
+        raise InputError(f"variant must be 'smoothgrad' or 'smoothgrad_sq', not {variant!r}")
+    std = float(noise) * float(clip.max() - clip.min())
+    batch = _grad_batch(clip, batch_size, samples)
+    attr = NoiseTunnel(Saliency(_forward(model, output))).attribute(
+        clip.clone().requires_grad_(), nt_type=variant, nt_samples=int(samples), nt_samples_batch_size=batch,
+        stdevs=std, target=target, abs=False)
+    return scale_percentile(attr[0]), {
+        "settings": {"samples": int(samples), "noise": float(noise), "noise_std": round(std, 6),
+                     "variant": variant, "output": output, "batch_size": batch}, "evaluations": int(samples)}
+
+
+# -------------------------------------------------------------------------------------------- Grad-CAM
+def infer_token_grid(model, n_tokens: int):
+    """(T', H', W') grid of a transformer layer's ``n_tokens`` tokens, when the model doesn't declare one.
+
+    From the config of Hugging Face style modules: T' = frames / tubelet, H' = W' = crop / patch; the
+    remaining 0 or 1 leading tokens are CLS. Raises InputError when the tokens don't fit such a grid.
+    """
+    from model_zoo.classifier import TokenGrid
+    config = getattr(getattr(model, "module", model), "config", None)
+    frames, crop = int(model.num_frames), int(model.crop_size)
+
+    def first(v):
+        return int(v[0] if isinstance(v, (tuple, list)) else v)
+    patch = getattr(config, "patch_size", None)
+    tubelet = getattr(config, "tubelet_size", None)
+    candidates = []
+    if patch:
+        g = crop // first(patch)
+        t = frames // first(tubelet) if tubelet else frames
+        candidates.append((t, g, g))
+    for t in sorted({frames, frames // 2, 1}):       # guesses when the config says nothing
+        g = math.isqrt(max(0, n_tokens // max(t, 1)))
+        candidates.append((t, g, g))
+    for t, h, w in candidates:
+        prefix = n_tokens - t * h * w
+        if t > 0 and h > 0 and prefix in (0, 1):
+            return TokenGrid(t, h, w, prefix=prefix)
+    raise InputError(f"Grad-CAM: cannot tell how the {n_tokens} tokens of layer {model.gradcam_layer!r} lie in "
+                     "space-time; give the model a token_grid (model_zoo.TokenGrid) or pick a convolutional layer.")
+
+
+class _TokenProbe(nn.Module):
+    """Identity seen by Captum: it receives a transformer layer's tokens as a (B,C,t,h,w) feature map."""
+
+    def forward(self, x):
+        return x
+
+
+def _tokens_to_grid_hook(probe: nn.Module, model):
+    """Forward hook for a token layer: tokens -> grid -> probe -> tokens again (so Captum can hook the grid)."""
+    cache = {}
+
+    def hook(_module, _inputs, out):
+        tokens = out[0] if isinstance(out, (tuple, list)) else out
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3:
+            return None
+        grid = getattr(model, "token_grid", None) or cache.get("grid") or infer_token_grid(model, tokens.shape[1])
+        cache["grid"] = grid
+        fmap = probe(grid.reshape(tokens))                                   # (B,C,t,h,w)
+        b, c = fmap.shape[:2]
+        order = [2 + "thw".index(d) for d in grid.order]
+        flat = fmap.permute(0, *order, 1).reshape(b, -1, c)
+        new = torch.cat([tokens[:, :grid.prefix], flat], 1) if grid.prefix else flat
+        if isinstance(out, tuple):
+            return (new, *out[1:])
+        if isinstance(out, list):
+            return [new, *out[1:]]
+        return new
+    return hook, cache
+
+
+@_method
+def gradcam(model, clip, target, *, seed=0, cancel=None, layer: str | None = None, output: str = "probability"):
+    """Grad-CAM (Selvaraju et al. 2017; the authors' ``grad_cam``) on the model's ``gradcam_layer``, via Captum.
+
+    ReLU(Σ_k α_k A_k) with α_k the gradient of p_c averaged over the layer's whole (t,h,w) grid (Captum's
+    LayerGradCam; the authors' R(2+1)D variant averaged per time slice), upsampled trilinearly to (T,H,W)
+    with ``LayerAttribution.interpolate`` and divided by its maximum. Transformer layers output tokens
+    (B, N, C): they are reshaped to their (t,h,w) grid by the model's ``token_grid`` (or inferred from the
+    config's tubelet and patch sizes), leading CLS tokens dropped.
+    Options: ``layer`` (dotted name inside ``model.module``; default ``model.gradcam_layer``), ``output``.
+    """
+    name = layer or getattr(model, "gradcam_layer", None)
+    if not name:
+        raise InputError(f"Grad-CAM needs a layer: model {getattr(model, 'name', '?')!r} names no gradcam_layer; "
+                         "pass layer='dotted.module.name'.")
+    root = getattr(model, "module", model)
+    try:
+        target_layer = root.get_submodule(name)
+    except AttributeError:
+        raise InputError(f"Grad-CAM: {name!r} is not a layer of the model.") from None
+    _, _, T, H, W = clip.shape
+    probe = _TokenProbe()
+    hook, cache = _tokens_to_grid_hook(probe, model)
+    handle = target_layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():                     # find out whether the layer speaks tokens
+            model(clip)
+        captum_layer = probe if cache.get("grid") is not None else target_layer
+        if captum_layer is target_layer:
+            handle.remove()
+        cam = LayerGradCam(_forward(model, output), captum_layer).attribute(
+            clip.clone().requires_grad_(), target=target, relu_attributions=True)
+    finally:
+        handle.remove()
+    if isinstance(cam, (tuple, list)):
+        cam = cam[0]
+    if cam.dim() == 4:                           # a 2-D layer (B,1,h,w): one map for every frame
+        cam = cam.unsqueeze(2)
+    if cam.dim() != 5:
+        raise InputError(f"Grad-CAM: layer {name!r} gives a map of shape {tuple(cam.shape)}, not (B,1,t,h,w).")
+    grid = tuple(cam.shape[2:])
+    up = LayerAttribution.interpolate(cam.detach().float(), (T, H, W), interpolate_mode="trilinear")
+    grid_info = cache.get("grid")
+    return scale_max(up[0, 0]), {
+        "settings": {"layer": name, "output": output, "layer_grid": list(grid),
+                     "token_grid": None if grid_info is None else {"t": grid_info.t, "h": grid_info.h,
+                                                                   "w": grid_info.w, "prefix": grid_info.prefix}},
+        "evaluations": 2}
+
+
+# ------------------------------------------------------------------------------------------- occlusion
+@_method
+def occlusion(model, clip, target, *, seed=0, cancel=None, window: tuple | None = None,
+              strides: tuple | None = None, substrate: str = "blur", output: str = "probability",
+              batch_size: int | None = None):
+    """Occlusion (Zeiler, Fergus 2014) with 3-D windows sliding over (C,T,H,W), via Captum Occlusion.
+
+    Each window of the clip is replaced by the ``substrate`` (``blur``: the per-frame blurred clip, as the
+    deletion metric; ``fade``: the model's mean colour); the attribution of a pixel is the drop of p_c
+    averaged over the windows that covered it. Only drops are evidence: the positive part is divided by its
+    maximum. Default window (3, 2, H/8, W/8) moved by itself: non-overlapping 2-frame tiles, 8 x 8 x 8 = 512
+    evaluations at 16 frames (pass ``strides=(3, 2, H/16, W/16)`` for half-overlapping, smoother maps at
+    3.5 x the cost).
+    """
+    _, _, T, H, W = clip.shape
+    window = tuple(int(v) for v in (window or (3, min(2, T), max(1, H // 8), max(1, W // 8))))
+    strides = tuple(int(v) for v in (strides or window))
+    if len(window) != 4 or len(strides) != 4 or window[0] != 3:
+        raise InputError("occlusion window and strides are 4 numbers over (C,T,H,W), with C = 3, "
+                         f"e.g. (3, 2, {H // 8}, {W // 8}); got {window} and {strides}.")
+    if any(s > w for s, w in zip(strides[1:], window[1:])) or any(w > d for w, d in zip(window[1:], (T, H, W))):
+        raise InputError(f"occlusion windows {window} must fit the clip (3,{T},{H},{W}) and not be smaller "
+                         f"than the strides {strides}.")
+    with torch.no_grad():
+        base = substrate_clip(model, clip, substrate)
+    counts = [math.ceil((d - w) / s) + 1 for d, w, s in zip((T, H, W), window[1:], strides[1:])]
+    n = int(np.prod(counts))
+    batch = batch_size or max(1, min(256, int(64 * 2 ** 20 // (clip[0].numel() * 4))))
+    with torch.no_grad():
+        attr = Occlusion(_forward(model, output)).attribute(
+            clip, sliding_window_shapes=window, strides=strides, baselines=base, target=target,
+            perturbations_per_eval=int(batch))
+    return scale_max(attr[0].mean(0)), {
+        "settings": {"window": list(window), "strides": list(strides), "substrate": substrate, "output": output},
+        "evaluations": n + 1}
+
+
+# ---------------------------------------------------------------------------------------------- floors
+@_method
+def random(model, clip, target, *, seed=0, cancel=None):
+    """The random map: i.i.d. uniform values in [0, 1], seeded. Every faithful method must beat it."""
+    _, _, T, H, W = clip.shape
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.rand(T, H, W, generator=gen), {"settings": {"distribution": "uniform"}, "evaluations": 0}
+
+
+@_method
+def frame_difference(model, clip, target, *, seed=0, cancel=None, sigma: float | None = None):
+    """A low-level floor: where the clip changes. No model involved; a real method must beat it.
+
+    e_t = sqrt(Σ_c (x_t − x_{t−1})²) per pixel, averaged with the next frame's difference where both exist
+    (so frame 0 gets the first difference), blurred per frame with σ = the final blur of STEP (10 px at
+    112 px, scaled to H), divided by the global maximum.
+    """
+    _, _, T, H, W = clip.shape
+    x = clip[0]                                                   # (3,T,H,W)
+    if T < 2:
+        return torch.zeros(T, H, W), {"settings": {}, "evaluations": 0}
+    d = ((x[:, 1:] - x[:, :-1]) ** 2).sum(0).sqrt()               # (T-1,H,W): change from t to t+1
+    e = torch.zeros(T, H, W, device=x.device)
+    n = torch.zeros(T, 1, 1, device=x.device)
+    e[1:] += d
+    n[1:] += 1
+    e[:-1] += d
+    n[:-1] += 1
+    e = e / n
+    s = step_mod.FINAL_BLUR * H / step_mod.REF_SIZE if sigma is None else float(sigma)
+    e = step_mod.gaussian_blur(e.unsqueeze(1), s)[:, 0]
+    return scale_max(e), {"settings": {"sigma": round(s, 4)}, "evaluations": 0}
+
+
+METHODS = {
+    "gradient": gradient,
+    "integrated-gradients": integrated_gradients,
+    "smoothgrad": smoothgrad,
+    "grad-cam": gradcam,
+    "occlusion": occlusion,
+    "random": random,
+    "frame-difference": frame_difference,
+}
+EXTRA_METHODS.update(METHODS)

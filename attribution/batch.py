@@ -1,0 +1,312 @@
+"""Dataset-scale runs: explain every clip of a folder or list, resumably, on one or many processes.
+
+``python -m attribution batch CLIPS_DIR_OR_LIST --model toy --method step --out DIR [--curves]``
+
+* Each clip's :class:`Explanation` is saved into ``DIR/<clip-stem>/`` first, then one JSON line describing
+  it (clip, prediction, target, AUCs, timings, where the maps are) is appended to the results file with
+  flush + fsync. A crash loses at most the clip in flight; a rerun skips the clips already done.
+* Under ``torchrun --nproc-per-node N`` rank r takes clips r, r+N, r+2N, ... of the sorted list, writes
+  ``DIR/results-rank{r}.jsonl``, and rank 0 merges every rank's file into ``DIR/results.jsonl`` after a
+  barrier. A single process writes ``DIR/results.jsonl`` directly. What is done is read from all
+  ``results*.jsonl`` files, so a crashed multi-process run resumes even before its merge happened.
+* A clip that fails gets a line with ``"status": "error"`` and the message; the others still run. Errors of
+  the input (an unreadable video: :class:`ExplorerError`) are final; other errors (out of memory, ...) are
+  retried by the next run, and ``retry_errors`` retries all of them.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from attribution.errors import ExplorerError, InputError
+
+VIDEO_EXTENSIONS = {".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif", ".mpg", ".mpeg", ".ogv", ".wmv",
+                    ".flv", ".3gp", ".ts"}
+RESULTS = "results.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dist:
+    """Where this process sits in a ``torchrun`` launch (world 1 without one)."""
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        try:
+            return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                       int(os.environ.get("LOCAL_RANK", 0)))
+        except ValueError:
+            raise InputError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (as torchrun sets them).") from None
+
+
+# ------------------------------------------------------------------------------------------ clip listing
+def list_clips(source) -> list[str]:
+    """Sorted clip paths from a folder (its video files, recursively) or a text file (one path a line;
+    blank lines and ``#`` comments skipped; relative paths are relative to the list's folder).
+
+    Entries of a list are kept even when the file is missing, so that the clip gets its own error line.
+    """
+    src = Path(source)
+    if src.is_dir():
+        clips = [p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS]
+        if not clips:
+            raise InputError(f"No video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in the folder {src}.")
+        return sorted(str(p) for p in clips)
+    if src.is_file():
+        if src.suffix.lower() in VIDEO_EXTENSIONS:
+            return [str(src)]
+        lines = [ln.strip() for ln in src.read_text(encoding="utf-8", errors="replace").splitlines()]
+        clips = [ln for ln in lines if ln and not ln.startswith("#")]
+        if not clips:
+            raise InputError(f"The list {src} names no clips (one path per line).")
+        return sorted(str(p if Path(p).is_absolute() else src.parent / p) for p in clips)
+    raise InputError(f"{source} is neither a folder of videos nor a text file listing them.")
+
+
+def clip_ids(clips: Sequence[str]) -> dict[str, str]:
+    """Output folder name of each clip: its stem, plus a short hash of the path where stems collide."""
+    stems: dict[str, int] = {}
+    for c in clips:
+        stems[Path(c).stem] = stems.get(Path(c).stem, 0) + 1
+    out = {}
+    for c in clips:
+        stem = Path(c).stem
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem) or "clip"
+        if stems[stem] > 1:
+            safe += "-" + hashlib.sha1(os.path.abspath(c).encode()).hexdigest()[:8]
+        out[c] = safe
+    return out
+
+
+# ------------------------------------------------------------------------------------------- result files
+def read_results(out_dir) -> list[dict]:
+    """Every parsable line of ``results.jsonl`` and ``results-rank*.jsonl`` (a torn last line is skipped)."""
+    rows = []
+    for f in sorted(Path(out_dir).glob("results*.jsonl")):
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                row = json.loads(line)
+                if isinstance(row, dict) and "id" in row:
+                    rows.append(row)
+    return rows
+
+
+def done_ids(out_dir, retry_errors: bool = False) -> set[str]:
+    """Clips that need no new run: done, or failed on their input (unless ``retry_errors``)."""
+    done = set()
+    for row in read_results(out_dir):
+        if row.get("status") == "ok" or (row.get("status") == "error" and row.get("final") and not retry_errors):
+            done.add(row["id"])
+    return done
+
+
+def append_line(path, row: dict) -> None:
+    """Append one JSON line in a single write, then fsync (an O_APPEND write is not interleaved with others).
+
+    After a crash mid-line the torn line is closed first, so it spoils only itself (``read_results`` skips it).
+    """
+    data = (json.dumps(row, default=_json_default) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn line from a crash: end it first
+            data = b"\n" + data
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def merge_results(out_dir) -> Path:
+    """Fold every rank's lines into ``results.jsonl`` (one line per clip, the latest wins; ``ok`` beats an
+    error), atomically, then delete the rank files."""
+    d = Path(out_dir)
+    best: dict[str, dict] = {}
+    for row in read_results(d):
+        old = best.get(row["id"])
+        if old is None or row.get("status") == "ok" or old.get("status") != "ok":
+            best[row["id"]] = row
+    tmp = d / f".{RESULTS}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for key in sorted(best):
+            f.write(json.dumps(best[key], default=_json_default) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, d / RESULTS)
+    for f in d.glob("results-rank*.jsonl"):
+        f.unlink()
+    return d / RESULTS
+
+
+def _json_default(o):
+    from attribution.explain import _json_default as default
+    return default(o)
+
+
+# --------------------------------------------------------------------------------------------------- run
+def _device(requested, dist: Dist):
+    import torch
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _process_group(dist: Dist, device):
+    """torch.distributed on for the run when WORLD_SIZE > 1: gloo on CPU, nccl on GPU."""
+    if dist.world <= 1:
+        yield None
+        return
+    import torch.distributed as tdist
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        import torch
+        torch.cuda.set_device(device)
+    tdist.init_process_group(backend=backend)
+    try:
+        yield tdist
+    finally:
+        tdist.destroy_process_group()
+
+
+def _barrier(tdist, device) -> None:
+    if tdist is None:
+        return
+    if device.type == "cuda":
+        tdist.barrier(device_ids=[device.index or 0])
+    else:
+        tdist.barrier()
+
+
+def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, target=None, seed: int = 0,
+                 curves: bool = False, steps: int = 128, overrides: dict | None = None) -> dict:
+    """Explain one clip, save it into ``out`` and return its result line (without id / status)."""
+    import torch
+    from attribution.explain import explain
+    from attribution.video import load_video
+
+    t0 = time.perf_counter()
+    video = load_video(clip, num_frames=model.num_frames)
+    t1 = time.perf_counter()
+    exp = explain(model, video, target=target, method=method, preset=preset, seed=seed, **(overrides or {}))
+    exp.source["path"] = clip
+    t2 = time.perf_counter()
+    row = {"clip": clip, "model": model.name, "method": exp.method, "preset": exp.preset, "seed": seed,
+           "prediction": {"index": model.labels.index(exp.topk[0][0]), "label": exp.topk[0][0],
+                          "probability": round(exp.topk[0][1], 5)},
+           "target": exp.target, "label": exp.label, "probability": round(exp.probability, 5),
+           "peak_frame": exp.peak_frame, "iterations": exp.iterations, "evaluations": exp.evaluations}
+    if curves:
+        from attribution.metrics import deletion_insertion
+        with torch.no_grad():
+            clip_t = model.prepare(video.frames)
+        exp.curves = deletion_insertion(model, clip_t, exp.saliency, exp.target, steps=steps,
+                                        random_baseline=True, seed=seed)
+        row.update(exp.curves.aucs())
+    t3 = time.perf_counter()
+    exp.save(out)
+    t4 = time.perf_counter()
+    row["timings"] = {"load": round(t1 - t0, 3), "explain": round(t2 - t1, 3), "curves": round(t3 - t2, 3),
+                      "save": round(t4 - t3, 3), "total": round(t4 - t0, 3), **{f"explain_{k}": v for k, v in
+                                                                                  exp.timings.items()}}
+    row["out"] = str(out)
+    return row
+
+
+def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str = "fast",
+              target=None, seed: int = 0, curves: bool = False, steps: int = 128, device=None,
+              overrides: dict | None = None, retry_errors: bool = False, dist: Dist | None = None,
+              log=sys.stderr) -> dict:
+    """Explain every clip of ``source`` (folder or list) into ``out_dir``; resumable; sharded under torchrun.
+
+    Args:
+        source: a folder of videos (searched recursively) or a text file with one path a line.
+        out_dir: gets ``<clip-id>/`` per clip (Explanation.save) and the results JSONL.
+        model: registry name / path for :func:`model_zoo.load_model`, or a built ``VideoClassifier``.
+        method, preset, target, seed, overrides: as :func:`attribution.explain`; ``target`` None explains
+            each clip's top-1 class.
+        curves: also measure deletion/insertion (blocks, blur substrate, ``steps`` steps) with a random map.
+        device: default ``cuda:LOCAL_RANK`` when there is a GPU, else the CPU.
+        retry_errors: also rerun clips whose input failed before.
+        dist: rank and world size; default from the RANK / WORLD_SIZE / LOCAL_RANK environment.
+
+    Returns:
+        {"rank", "world", "clips", "assigned", "skipped", "ok", "errors", "results"} for this process.
+    """
+    import torch
+    from model_zoo import load_model
+
+    dist = dist or Dist.from_env()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = list_clips(source)
+    ids = clip_ids(clips)
+    # Shard the full sorted list before looking at what is done, so that every rank agrees on the split
+    # even while the others are already appending results.
+    mine = clips[dist.rank::dist.world]
+    done = done_ids(out, retry_errors)
+    todo = [c for c in mine if ids[c] not in done]
+    results = out / (RESULTS if dist.world == 1 else f"results-rank{dist.rank}.jsonl")
+    dev = _device(device, dist)
+    if dev.type == "cpu" and dist.world > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    stats = {"rank": dist.rank, "world": dist.world, "clips": len(clips), "assigned": len(mine),
+             "skipped": len(mine) - len(todo), "ok": 0, "errors": 0}
+    with _process_group(dist, dev) as tdist:
+        if isinstance(model, str):
+            net = load_model(model, device=dev) if todo else None
+        else:  # an already built VideoClassifier (in-process callers)
+            net = model.to(dev)
+        for i, clip in enumerate(todo, 1):
+            cid = ids[clip]
+            t0 = time.perf_counter()
+            base = {"id": cid, "clip": clip, "rank": dist.rank}
+            try:
+                row = {**base, "status": "ok", **explain_clip(
+                    net, clip, out / cid, method=method, preset=preset, target=target, seed=seed,
+                    curves=curves, steps=steps, overrides=overrides)}
+                stats["ok"] += 1
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one bad clip must not stop a dataset run
+                final = isinstance(e, ExplorerError)
+                row = {**base, "status": "error", "final": final, "error_type": type(e).__name__,
+                       "error": str(e) or type(e).__name__, "seconds": round(time.perf_counter() - t0, 3)}
+                if not final:
+                    row["traceback"] = traceback.format_exc(limit=6)
+                stats["errors"] += 1
+            append_line(results, row)
+            if log is not None:
+                what = row["status"] if row["status"] == "ok" else f"error: {row['error']}"
+                print(f"[rank {dist.rank}] {i}/{len(todo)} {cid}: {what} ({time.perf_counter() - t0:.1f}s)",
+                      file=log, flush=True)
+        _barrier(tdist, dev)
+        if dist.world > 1 and dist.rank == 0:
+            merge_results(out)
+        _barrier(tdist, dev)
+    stats["results"] = str(out / RESULTS)
+    return stats
+
+
+def summarise(rows: Iterable[dict]) -> dict:
+    """Counts and mean AUCs over result lines (what the CLI prints at the end)."""
+    rows = list(rows)
+    ok = [r for r in rows if r.get("status") == "ok"]
+    out = {"ok": len(ok), "errors": sum(r.get("status") == "error" for r in rows)}
+    for key in ("auc_deletion", "auc_insertion", "auc_random_deletion", "auc_random_insertion"):
+        vals = [r[key] for r in ok if key in r]
+        if vals:
+            out[f"mean_{key}"] = round(sum(vals) / len(vals), 5)
+    return out

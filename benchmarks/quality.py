@@ -1,0 +1,240 @@
+"""How faithful is each attribution method? Insertion / deletion AUC, pointing game, mass in the evidence tube,
+temporal hit and seconds per clip on fresh toy clips, plus the reliability of insertion and deletion.
+
+    python benchmarks/quality.py --quick                                   # a few clips, fast methods
+    python benchmarks/quality.py --clips 50 --paper-clips 10 --json benchmarks/results/quality.json
+
+Clips are ``toy.generate(N, seed=500)`` (training used seeds >= 1000); the target is the true class.
+Curves: block units (about H/16 px), blur substrate, ``--steps`` steps (128 as the authors), one global
+order over the volume (``attribution.metrics.deletion_insertion``). The ``random`` row is the random-map
+baseline every method must beat. The EP variants (3D-EP, 2D-EP) run with the ``fast`` preset; ``step-paper``
+is STEP with the authors' 1200-iteration schedule, minutes per clip on a CPU: exclude it with ``--methods``
+or run it on the first K clips with ``--paper-clips K`` (the table gives every method's clip count).
+
+``--quick`` runs 4 clips, the fast methods, and STEP (fast) on the first 2 clips only (``--perturbation-clips``).
+Reliability (ALGORITHM.md §2.3) is computed over the methods that ran on every clip, random included (the
+authors too left the perturbation method out of their reliability set).
+Every (method, clip) result is appended to a JSONL file as soon as it is done (``--jsonl``), so a long run
+can be stopped and resumed; results of other settings (steps, unit, substrate) in the same file are ignored.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from attribution import explain  # noqa: E402
+from attribution.batch import append_line  # noqa: E402
+from attribution.metrics import (deletion_insertion, mass_in_tube, pointing_game, reliability,  # noqa: E402
+                                 sanity_weights, temporal_hit)
+from model_zoo import load_model, toy  # noqa: E402
+
+SEED = 500                 # first clip seed stream never used in training (training: >= toy.TRAIN_SEED)
+# name -> (explain method, preset); the EP ablations use the fast preset (their paper schedule is STEP's)
+METHODS = {
+    "step": ("step", "fast"),
+    "step-paper": ("step", "paper"),
+    "3d-ep": ("3d-ep", "fast"),
+    "2d-ep": ("2d-ep", "fast"),
+    "grad-cam": ("grad-cam", None),
+    "smoothgrad": ("smoothgrad", None),
+    "integrated-gradients": ("integrated-gradients", None),
+    "gradient": ("gradient", None),
+    "occlusion": ("occlusion", None),
+    "frame-difference": ("frame-difference", None),
+    "random": ("random", None),
+}
+LABELS = {"step": "STEP (fast)", "step-paper": "STEP (paper)", "3d-ep": "3D-EP (fast)", "2d-ep": "2D-EP (fast)"}
+QUICK = ["step", "grad-cam", "smoothgrad", "integrated-gradients", "gradient", "occlusion", "frame-difference",
+         "random"]
+QUICK_CLIPS = 4
+QUICK_PERTURBATION_CLIPS = 2   # STEP (fast) takes minutes per clip on 2 shared CPU cores
+PERTURBATION = ("step", "3d-ep", "2d-ep")
+
+
+def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int) -> dict:
+    method, preset = METHODS[name]
+    t0 = time.perf_counter()
+    exp = explain(model, item.frames, target=item.label, method=method, preset=preset or "fast", seed=seed)
+    seconds = time.perf_counter() - t0
+    clip = model.prepare(item.frames)
+    curves = deletion_insertion(model, clip, exp.saliency, item.label, steps=steps, unit=unit,
+                                substrate=substrate, seed=seed)
+    return {"method": name, "clip": index, "steps": steps, "unit": unit, "substrate": substrate, "seed": seed,
+            "label": item.label, "predicted": model.labels.index(exp.topk[0][0]),
+            "probability": exp.probability,
+            "insertion": curves.auc_insertion, "deletion": curves.auc_deletion,
+            "pointing_game": pointing_game(exp.saliency, item.boxes),
+            "mass_in_tube": mass_in_tube(exp.saliency, item.boxes),
+            "temporal_hit": bool(temporal_hit(exp.saliency, item.event)),
+            "seconds": seconds, "curve_seconds": curves.seconds, "evaluations": exp.evaluations,
+            "iterations": exp.iterations}
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def _sem(xs):
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
+    return float(np.std(xs, ddof=1) / math.sqrt(len(xs))) if len(xs) > 1 else float("nan")
+
+
+def summarise(rows: list[dict], methods: list[str], n_clips: int) -> dict:
+    per = {}
+    for name in methods:
+        rs = [r for r in rows if r["method"] == name]
+        if not rs:
+            continue
+        per[name] = {
+            "clips": len(rs),
+            "insertion": _mean([r["insertion"] for r in rs]), "insertion_sem": _sem([r["insertion"] for r in rs]),
+            "deletion": _mean([r["deletion"] for r in rs]), "deletion_sem": _sem([r["deletion"] for r in rs]),
+            "pointing_game": _mean([r["pointing_game"] for r in rs]),
+            "mass_in_tube": _mean([r["mass_in_tube"] for r in rs]),
+            "temporal_hit": _mean([float(r["temporal_hit"]) for r in rs]),
+            "seconds_per_clip": _mean([r["seconds"] for r in rs]),
+            "curve_seconds_per_clip": _mean([r["curve_seconds"] for r in rs]),
+            "beats_random_insertion": None, "beats_random_deletion": None,
+        }
+    # reliability over the methods that ran on every clip (random among them)
+    full = [m for m in methods if per.get(m, {}).get("clips") == n_clips]
+    rel = {"methods": full, "clips": n_clips}
+    if "random" in full and len(full) >= 2 and n_clips >= 2:
+        table = {(r["method"], r["clip"]): r for r in rows}
+        cols = ["random"] + [m for m in full if m != "random"]
+        for metric, higher in (("insertion", True), ("deletion", False)):
+            s = np.array([[table[(m, i)][metric] for m in cols] for i in range(n_clips)])
+            rel[metric] = reliability(s, random_index=0, higher_is_better=higher)
+            w = sanity_weights(s, 0, higher)
+            rel[f"{metric}_mean_weight"] = float(w.mean())
+            rel[f"{metric}_random_last"] = float((w == 1).mean())
+    if "random" in per:
+        rnd = {r["clip"]: r for r in rows if r["method"] == "random"}
+        for name, p in per.items():
+            rs = [r for r in rows if r["method"] == name and r["clip"] in rnd]
+            if name != "random" and rs:
+                p["beats_random_insertion"] = _mean([float(r["insertion"] > rnd[r["clip"]]["insertion"]) for r in rs])
+                p["beats_random_deletion"] = _mean([float(r["deletion"] < rnd[r["clip"]]["deletion"]) for r in rs])
+    return {"methods": per, "reliability": rel}
+
+
+def table(summary: dict, header: dict) -> str:
+    lines = [f"Toy task, {header['clips']} clips (seeds {SEED}.., target = true class, model accuracy "
+             f"{header['accuracy']:.0%}); curves: {header['unit']} units, {header['substrate']} substrate, "
+             f"{header['steps']} steps; device {header['device']}.", "",
+             "| method | clips | insertion AUC ↑ | deletion AUC ↓ | ins > random | del < random | pointing game ↑ "
+             "| mass in tube ↑ | temporal hit ↑ | s / clip |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def pct(x):
+        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
+
+    def pm(x, e):
+        return f"{x:.3f}" + ("" if math.isnan(e) else f" ± {e:.3f}")
+    for name, p in summary["methods"].items():
+        lines.append(f"| {LABELS.get(name, name)} | {p['clips']} | {pm(p['insertion'], p['insertion_sem'])} | "
+                     f"{pm(p['deletion'], p['deletion_sem'])} | {pct(p['beats_random_insertion'])} | "
+                     f"{pct(p['beats_random_deletion'])} | {p['pointing_game']:.2f} | {p['mass_in_tube']:.3f} | "
+                     f"{p['temporal_hit']:.2f} | {p['seconds_per_clip']:.2f} |")
+    rel = summary["reliability"]
+    lines.append("")
+    if "insertion" in rel:
+        lines.append(f"Reliability α over {len(rel['methods'])} methods × {rel['clips']} clips "
+                     f"({', '.join(rel['methods'])}): insertion {rel['insertion']:.3f} "
+                     f"(mean sanity weight {rel['insertion_mean_weight']:.2f}, random last on "
+                     f"{rel['insertion_random_last']:.0%} of clips), deletion {rel['deletion']:.3f} "
+                     f"(mean weight {rel['deletion_mean_weight']:.2f}, random last on "
+                     f"{rel['deletion_random_last']:.0%}).")
+    else:
+        lines.append("Reliability: needs the random method and at least one other on every clip.")
+    lines.append("± is the standard error over clips; s / clip is the attribution time (curves not included).")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=None, help=f"toy clips (default 30; {QUICK_CLIPS} with --quick)")
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                    help="methods to run (default: all; with --quick: " + " ".join(QUICK) + ")")
+    ap.add_argument("--quick", action="store_true", help="few clips, fast methods: a few minutes on 2 cores")
+    ap.add_argument("--paper-clips", type=int, default=None,
+                    help="run step-paper on the first K clips only (it takes minutes per clip on a CPU)")
+    ap.add_argument("--perturbation-clips", type=int, default=None,
+                    help="run step / 3d-ep / 2d-ep (fast preset) on the first K clips only "
+                         f"(default: all clips; {QUICK_PERTURBATION_CLIPS} with --quick)")
+    ap.add_argument("--steps", type=int, default=128, help="deletion/insertion steps (default 128)")
+    ap.add_argument("--unit", default="block", choices=["block", "pixel", "frame"])
+    ap.add_argument("--substrate", default="blur", choices=["blur", "fade"])
+    ap.add_argument("--seed", type=int, default=0, help="seed of the methods (not of the clips)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--jsonl", default="benchmarks/results/quality.jsonl", help="per-clip results (resumable)")
+    ap.add_argument("--json", default=None, help="write the summary here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    n = a.clips or (QUICK_CLIPS if a.quick else 30)
+    methods = a.methods or (QUICK if a.quick else list(METHODS))
+    cap = a.perturbation_clips
+    if cap is None and a.quick:
+        cap = QUICK_PERTURBATION_CLIPS
+    model = load_model("toy", device=a.device)
+    items = toy.generate(n, seed=SEED)
+
+    path = Path(a.jsonl)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line torn by an interrupted run
+    same = {"steps": a.steps, "unit": a.unit, "substrate": a.substrate, "seed": a.seed}
+    rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]
+    done = {(r["method"], r["clip"]) for r in rows}
+    t_start = time.perf_counter()
+    for i in range(n):                 # clip-major: an interrupted run leaves whole clips for the reliability
+        for name in methods:
+            if name == "step-paper" and a.paper_clips is not None and i >= a.paper_clips:
+                continue
+            if name in PERTURBATION and cap is not None and i >= cap:
+                continue
+            if (name, i) in done:
+                continue
+            row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed)
+            rows.append(row)
+            done.add((name, i))
+            append_line(path, row)
+            print(f"{name:22s} clip {i:3d}: ins {row['insertion']:.3f} del {row['deletion']:.3f} "
+                  f"pg {row['pointing_game']:.2f} tube {row['mass_in_tube']:.3f} {row['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
+    rows = [r for r in rows if r["method"] in methods]
+    # keep one row per (method, clip): the latest
+    rows = list({(r["method"], r["clip"]): r for r in rows}.values())
+    summary = summarise(rows, methods, n)
+    acc = _mean([float(r["predicted"] == r["label"]) for r in rows if r["method"] == methods[0]])
+    header = {"clips": n, "accuracy": acc, "steps": a.steps, "unit": a.unit, "substrate": a.substrate,
+              "device": a.device, "threads": a.threads, "seed": a.seed, "clip_seed": SEED,
+              "wall_seconds": round(time.perf_counter() - t_start, 1),
+              "presets": {m: METHODS[m][1] for m in methods}}
+    print(table(summary, header))
+    if a.json:
+        out = Path(a.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"settings": header, **summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Tests of attribution/baselines.py: every comparison method's contract (shape, range, frozen model,
+seeding, registration), Grad-CAM on token layers, and that Grad-CAM localises the toy's evidence."""
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from attribution import baselines as B
+from attribution import explain
+from attribution.errors import InputError
+from attribution.explain import EXTRA_METHODS, available_methods
+from attribution.metrics import mass_in_tube
+from model_zoo import TokenGrid, VideoClassifier, toy
+
+NAMES = ["gradient", "integrated-gradients", "smoothgrad", "grad-cam", "occlusion", "random", "frame-difference"]
+FAST = {"occlusion": dict(window=(3, 4, 16, 16)), "integrated-gradients": dict(steps=5),
+        "smoothgrad": dict(samples=5)}
+
+
+def _fresh_toy():
+    """A toy classifier whose parameters still want gradients (as a user's own model may)."""
+    torch.manual_seed(0)
+    return VideoClassifier(toy.ToyNet(), name="toy-fresh", labels=toy.LABELS, num_frames=16, crop_size=64,
+                           mean=toy.MEAN, std=toy.STD, gradcam_layer="features.5").eval()
+
+
+def _clip(seed=3):
+    item = toy.generate(1, seed=seed)[0]
+    return torch.from_numpy(item.frames).permute(3, 0, 1, 2).unsqueeze(0).float() / 255, item
+
+
+def test_all_methods_are_registered_and_listed():
+    assert set(NAMES) <= set(EXTRA_METHODS)
+    assert set(NAMES) <= set(available_methods())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_method_returns_a_map_in_unit_range_and_leaves_the_model_untouched(name):
+    model = _fresh_toy()
+    clip, _ = _clip()
+    before = clip.clone()
+    sal, extras = EXTRA_METHODS[name](model, clip, 1, seed=0, **FAST.get(name, {}))
+    assert isinstance(sal, torch.Tensor) and tuple(sal.shape) == (16, 64, 64)
+    assert float(sal.min()) >= 0 and float(sal.max()) <= 1 and float(sal.max()) > 0
+    assert torch.isfinite(sal).all()
+    assert "settings" in extras and isinstance(extras["evaluations"], int)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())       # the caller's flags are restored
+    assert torch.equal(clip, before)
+
+
+def test_methods_are_seeded():
+    model = _fresh_toy()
+    clip, _ = _clip()
+    for name in ("random", "smoothgrad"):
+        a, _ = EXTRA_METHODS[name](model, clip, 0, seed=5, **FAST.get(name, {}))
+        b, _ = EXTRA_METHODS[name](model, clip, 0, seed=5, **FAST.get(name, {}))
+        c, _ = EXTRA_METHODS[name](model, clip, 0, seed=6, **FAST.get(name, {}))
+        assert torch.equal(a, b) and not torch.equal(a, c), name
+
+
+def test_scale_percentile_is_the_authors_post_processing():
+    a = torch.zeros(3, 1, 10, 100)
+    a[:, 0, 0, 0] = 1000.0          # one outlier above the 99.9th percentile
+    a[:, 0, 1] = -torch.arange(100.0)  # negative gradients count by magnitude
+    s = B.scale_percentile(a)
+    assert s.shape == (1, 10, 100) and float(s.max()) == 1.0 and float(s.min()) == 0.0
+    assert float(s[0, 0, 0]) == 1.0 and 0 < float(s[0, 1, 50]) < 1       # clipped outlier, the rest scaled
+    assert torch.equal(B.scale_percentile(torch.ones(2, 3, 3)), torch.zeros(2, 3, 3))
+
+
+def test_explain_runs_a_comparison_method_end_to_end(tmp_path):
+    model = _fresh_toy()
+    clip, item = _clip()
+    exp = explain(model, clip, target=2, method="grad-cam")
+    assert exp.method == "grad-cam" and exp.target == 2 and exp.saliency.shape == (16, 64, 64)
+    assert exp.settings["layer"] == "features.5" and exp.evaluations == 2
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_occlusion_and_gradcam_reject_bad_options():
+    model = _fresh_toy()
+    clip, _ = _clip()
+    with pytest.raises(InputError):
+        B.occlusion(model, clip, 0, window=(3, 32, 8, 8))
+    with pytest.raises(InputError):
+        B.gradcam(model, clip, 0, layer="no.such.layer")
+    with pytest.raises(InputError):
+        B.gradient(model, clip, 0, output="energy")
+
+
+# ------------------------------------------------------------------------------------- token Grad-CAM
+class _Layer(nn.Module):
+    def __init__(self, c, as_tuple):
+        super().__init__()
+        self.lin = nn.Linear(c, c)
+        self.as_tuple = as_tuple
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.eye(c))
+            self.lin.bias.zero_()
+
+    def forward(self, x):
+        y = self.lin(x)
+        return (y,) if self.as_tuple else y
+
+
+class TinyViT(nn.Module):
+    """Tubelet (2,8,8) embedding -> [CLS] + tokens (t,h,w order) -> one layer -> logit 0 = Σ token[...,0]².
+
+    Channel 0 of a token is the patch's mean brightness, so Grad-CAM must peak where the clip is bright.
+    """
+
+    def __init__(self, frames=8, size=32, c=4, as_tuple=True):
+        super().__init__()
+        self.config = types.SimpleNamespace(patch_size=8, tubelet_size=2, num_frames=frames, image_size=size)
+        self.embed = nn.Conv3d(3, c, (2, 8, 8), stride=(2, 8, 8))
+        with torch.no_grad():
+            self.embed.weight.zero_()
+            self.embed.weight[0] = 1.0 / (3 * 2 * 8 * 8)
+            self.embed.bias.zero_()
+        self.cls = nn.Parameter(torch.zeros(1, 1, c))
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList([_Layer(c, as_tuple)])
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)                 # (B, t*h*w, C), t slowest
+        t = torch.cat([self.cls.expand(len(t), -1, -1), t], 1)
+        out = self.encoder.layer[0](t)
+        tok = out[0] if isinstance(out, tuple) else out
+        score = (tok[:, 1:, 0] ** 2).sum(1)
+        return torch.stack([score, torch.zeros_like(score)], 1)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_gradcam_reshapes_transformer_tokens_to_their_grid(declared):
+    net = TinyViT(as_tuple=declared)
+    model = VideoClassifier(net, name="tiny-vit", labels=["a", "b"], num_frames=8, crop_size=32,
+                            mean=(0, 0, 0), std=(1, 1, 1), gradcam_layer="encoder.layer.0",
+                            token_grid=TokenGrid(4, 4, 4, prefix=1) if declared else None)
+    clip = torch.full((1, 3, 8, 32, 32), 0.1)
+    clip[:, :, 4:6, 16:24, 8:16] = 0.9                    # one bright tubelet: t' = 2, h' = 2, w' = 1
+    sal, extras = B.gradcam(model, clip, 0, output="logit")
+    assert tuple(sal.shape) == (8, 32, 32)
+    assert extras["settings"]["token_grid"] == {"t": 4, "h": 4, "w": 4, "prefix": 1}
+    t, y, x = np.unravel_index(int(sal.argmax()), sal.shape)
+    assert 3 <= t <= 6 and 14 <= y < 26 and 6 <= x < 18, (t, y, x)
+    assert all(p.grad is None for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------- trained toy model
+@pytest.mark.skipif(not toy.WEIGHTS.exists(), reason="the toy model's trained weights are not there yet")
+def test_gradcam_puts_more_mass_in_the_evidence_tube_than_random():
+    from model_zoo import load_model
+    model = load_model("toy", device="cpu")
+    for item in toy.generate(4, seed=520):
+        clip = model.prepare(item.frames)
+        cam, _ = B.gradcam(model, clip, item.label)
+        rnd, _ = B.random(model, clip, item.label, seed=0)
+        assert mass_in_tube(cam, item.boxes) > 2 * mass_in_tube(rnd, item.boxes)

@@ -1,0 +1,116 @@
+"""Tests of attribution/batch.py and the ``batch`` subcommand: sharding under torchrun (each clip done exactly
+once), resuming after a crash, and a bad clip that gets an error line while the rest still run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from attribution import batch as Bt
+from attribution.video import write_video
+from model_zoo import VideoClassifier, toy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    for i, item in enumerate(toy.generate(4, seed=610)):
+        write_video(item.frames, d / f"clip{i}.mp4", fps=8, crf=12)
+    return d
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return VideoClassifier(toy.ToyNet(), name="toy-untrained", labels=toy.LABELS, num_frames=16, crop_size=64,
+                           mean=toy.MEAN, std=toy.STD, gradcam_layer="features.5").eval()
+
+
+def _ok(rows):
+    return sorted(r["id"] for r in rows if r["status"] == "ok")
+
+
+def test_torchrun_two_ranks_do_every_clip_exactly_once(clips, tmp_path):
+    """A saved toy net with a sidecar stands in for any user model, so no trained weights are needed."""
+    torch.save(toy.ToyNet().eval(), tmp_path / "net.pt")
+    (tmp_path / "net.pt.json").write_text(json.dumps(
+        {"frames": 16, "crop": 64, "mean": list(toy.MEAN), "std": list(toy.STD), "layout": "BCTHW",
+         "labels": toy.LABELS}))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "attribution", "batch", str(clips), "--model", str(tmp_path / "net.pt"),
+           "--method", "frame-difference", "--out", str(out), "--device", "cpu", "--quiet"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not list(out.glob("results-rank*.jsonl"))                 # merged by rank 0
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert _ok(rows) == ["clip0", "clip1", "clip2", "clip3"] and len(rows) == 4
+    assert sorted(r["rank"] for r in rows) == [0, 0, 1, 1]            # clips r::2 of the sorted list
+    assert {r["id"]: r["rank"] for r in rows} == {"clip0": 0, "clip1": 1, "clip2": 0, "clip3": 1}
+    for r in rows:
+        assert (out / r["id"] / "saliency.npz").exists() and (out / r["id"] / "summary.json").exists()
+        assert r["out"] == str(out / r["id"]) and r["method"] == "frame-difference"
+    summaries = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert {s["rank"] for s in summaries} == {0, 1} and sum(s["ok"] for s in summaries) == 4
+
+
+def test_resume_skips_clips_already_done(clips, model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    # a crashed earlier run: three clips done (one by another rank), then a line torn by the crash
+    with open(out / "results.jsonl", "w") as f:
+        for cid in ("clip0", "clip2"):
+            f.write(json.dumps({"id": cid, "clip": str(clips / f"{cid}.mp4"), "status": "ok"}) + "\n")
+        f.write('{"id": "clip3", "status": "o')
+    Bt.append_line(out / "results-rank1.jsonl", {"id": "clip1", "status": "ok"})
+    stats = Bt.run_batch(clips, out, model=model, method="random", curves=True, steps=4, log=None)
+    assert stats["skipped"] == 3 and stats["ok"] == 1
+    assert [p.name for p in out.iterdir() if p.is_dir()] == ["clip3"]
+    rows = Bt.read_results(out)
+    assert _ok(rows) == ["clip0", "clip1", "clip2", "clip3"]
+    fresh = [r for r in rows if r["id"] == "clip3" and "out" in r]
+    assert len(fresh) == 1
+    for r in fresh:
+        assert {"auc_deletion", "auc_insertion", "auc_random_deletion", "auc_random_insertion"} <= set(r)
+        assert (out / r["id"] / "curves.png").exists()
+        assert r["prediction"]["label"] in toy.LABELS and r["timings"]["total"] > 0
+        summary = json.loads((out / r["id"] / "summary.json").read_text())
+        assert summary["curves"]["auc"]["auc_insertion"] == r["auc_insertion"]
+    again = Bt.run_batch(clips, out, model=model, method="random", log=None)
+    assert again["skipped"] == 4 and again["ok"] == 0
+
+
+def test_a_bad_clip_gets_an_error_line_and_the_rest_still_run(clips, model, tmp_path):
+    (tmp_path / "broken.mp4").write_text("this is not a video")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# clips\nbroken.mp4\nmissing.mp4\n\n{clips / 'clip0.mp4'}\n")
+    out = tmp_path / "out"
+    stats = Bt.run_batch(listing, out, model=model, method="frame-difference", log=None)
+    assert stats["ok"] == 1 and stats["errors"] == 2
+    rows = {r["id"]: r for r in Bt.read_results(out)}
+    assert rows["broken"]["status"] == "error" and rows["broken"]["error_type"] == "VideoError"
+    assert rows["missing"]["status"] == "error" and rows["broken"]["final"]
+    assert "not a video" in rows["broken"]["error"]
+    assert rows["clip0"]["status"] == "ok"
+    # input errors are final: a rerun does not retry them unless asked to
+    assert Bt.run_batch(listing, out, model=model, method="frame-difference", log=None)["skipped"] == 3
+    assert Bt.run_batch(listing, out, model=model, method="frame-difference", log=None,
+                        retry_errors=True)["errors"] == 2
+
+
+def test_clip_ids_are_unique_and_merge_keeps_one_line_per_clip(tmp_path):
+    ids = Bt.clip_ids(["a/x.mp4", "b/x.mp4", "c/y z.mp4"])
+    assert len(set(ids.values())) == 3 and ids["c/y z.mp4"] == "y_z"
+    Bt.append_line(tmp_path / "results-rank0.jsonl", {"id": "x", "status": "error", "error": "oom"})
+    Bt.append_line(tmp_path / "results-rank1.jsonl", {"id": "x", "status": "ok"})
+    Bt.append_line(tmp_path / "results-rank1.jsonl", {"id": "y", "status": "ok"})
+    Bt.merge_results(tmp_path)
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert rows == [{"id": "x", "status": "ok"}, {"id": "y", "status": "ok"}]
+    assert Bt.done_ids(tmp_path) == {"x", "y"}
