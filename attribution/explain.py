@@ -158,6 +158,8 @@ def _as_clip(model, frames_or_clip) -> tuple[torch.Tensor, dict]:
         source["path"] = str(x)
         x = load_video(x, num_frames=model.num_frames)
     if isinstance(x, Video):
+        if x.num_source_frames < 2:
+            raise InputError("The clip has a single frame; a video classifier needs at least 2 frames.")
         source.update(fps=x.fps, duration=x.duration, size=list(x.size),
                       indices=[int(i) for i in x.indices], times=[round(float(s), 3) for s in x.times])
         x = x.frames

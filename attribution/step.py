@@ -159,10 +159,10 @@ def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, heig
     s = int(math.isqrt(kernel.shape[0]))
     p = F.pad(params, (pad, pad, pad, pad), mode="replicate")
     cells_h, cells_w = gh + 2 * pad - 2 * r, gw + 2 * pad - 2 * r
-    nb = F.unfold(p, k)                                            # (N, K, cells)
-    v = nb.unsqueeze(1) * kernel.view(1, s * s, k * k, 1)          # (N, S*S, K, cells)
-    out = (v * torch.softmax(coldness * v, dim=2)).sum(2)         # (N, S*S, cells)
-    out = out.view(n, s, s, cells_h, cells_w).permute(0, 3, 1, 4, 2).reshape(n, 1, cells_h * s, cells_w * s)
+    nb = p.unfold(2, k, 1).unfold(3, k, 1).reshape(n, cells_h * cells_w, 1, k * k)   # (N, cells, 1, K)
+    v = nb * kernel                                                # (N, cells, S*S, K)
+    out = (v * torch.softmax(coldness * v, dim=-1)).sum(-1)      # (N, cells, S*S)
+    out = out.view(n, cells_h, cells_w, s, s).permute(0, 1, 3, 2, 4).reshape(n, 1, cells_h * s, cells_w * s)
     if s != step:  # sub-sampled: interpolate to pixels (weights vary smoothly over a cell)
         out = F.interpolate(out, scale_factor=step / s, mode="bilinear", align_corners=False)
     # The first computed pixel sits at image coordinate (r - pad) * step; the canvas starts at -margin.
@@ -259,18 +259,34 @@ def area_loss(padded: torch.Tensor, refs: torch.Tensor, per_frame: bool = False,
     n, t = padded.shape[0], padded.shape[2]
     flat = padded.reshape(n * t, -1) if per_frame else padded.reshape(n, -1)
     perm = torch.randperm(flat.shape[1], generator=generator, device="cpu").to(flat.device)
-    srt = flat[:, perm].sort(dim=1).values
+    flat = flat.index_select(1, perm)
     if per_frame:
         refs = refs.repeat_interleave(t, dim=0)
-        return ((srt - refs) ** 2).mean(1).view(n, t).mean(1)
-    return ((srt - refs) ** 2).mean(1)
+    # mean((sort(m) - r)^2) with r = [0..0, 1..1] (k ones) equals (Σ m^2 + Σ_{k largest} (1 - 2m)) / V:
+    # only the k largest values need finding, and top-k is several times cheaper than a full sort.
+    ones = refs.sum(1).long()
+    loss = (flat ** 2).sum(1)
+    for k in ones.unique().tolist():
+        rows = (ones == k).nonzero().flatten()
+        if k:
+            loss = loss.index_add(0, rows, (1 - 2 * flat[rows].topk(k, dim=1, sorted=False).values).sum(1))
+    loss = loss / flat.shape[1]
+    return loss.view(n, t).mean(1) if per_frame else loss
 
 
 def ellipsoid_kernel(frames: int, side: int) -> torch.Tensor:
-    """Binary ellipsoid (frames, side, side): voxels whose linspace(-1,1) coordinates lie in the unit ball."""
-    axes = [torch.linspace(-1, 1, n) if n > 1 else torch.zeros(1) for n in (frames, side, side)]
-    z, y, x = torch.meshgrid(*axes, indexing="ij")
-    return ((z ** 2 + y ** 2 + x ** 2) <= 1).float()
+    """Binary ellipsoid (frames, side, side): voxels whose linspace(-1,1) coordinates lie in the unit ball.
+
+    For tiny even sizes (2 frames and an even side) no voxel lies inside with those coordinates; voxel-centre
+    coordinates (±(1 - 1/n) at the ends) are used then, so the kernel is never empty.
+    """
+    def grid(centres: bool):
+        axes = [torch.linspace(-1 + centres / n, 1 - centres / n, n) if n > 1 else torch.zeros(1)
+                for n in (frames, side, side)]
+        z, y, x = torch.meshgrid(*axes, indexing="ij")
+        return ((z ** 2 + y ** 2 + x ** 2) <= 1).float()
+    k = grid(False)
+    return k if k.sum() > 0 else grid(True)
 
 
 def core_counts(areas: Sequence[float], volume: int, key_frames: int, side: int) -> list[int]:
@@ -290,7 +306,7 @@ def core_loss(padded: torch.Tensor, kernel: torch.Tensor, counts: torch.Tensor,
     r = F.conv3d(padded, (kernel / kernel.sum()).view(1, 1, *kernel.shape).to(padded), stride=(1, side, side))
     r = r.flatten(1)
     perm = torch.randperm(r.shape[1], generator=generator, device="cpu").to(r.device)
-    srt = r[:, perm].sort(dim=1, descending=True).values
+    srt = r.index_select(1, perm).sort(dim=1, descending=True).values
     pos = torch.arange(srt.shape[1], device=srt.device).view(1, -1)
     k = counts.clamp(1, srt.shape[1]).view(-1, 1).to(srt.device)
     top = pos < k

@@ -64,7 +64,7 @@ def load_checkpoint(url: str, name: str) -> dict:
     local = checkpoint_path(url)
     if not local.exists() and not reachable(url):
         raise ModelError(f"The model {name!r} needs a network connection to download its weights from {url}, "
-                         f"or a local copy of that file at {local}; use pretrained=False for random weights.")
+                         f"or a local copy of that file at {local}.")
     try:
         try:
             ckpt = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)

@@ -229,3 +229,26 @@ def test_key_frames_shrink_for_short_clips():
                          settings=S.Settings(iterations=2, areas=(0.2,), core_warmup=0))
     assert res.saliency.shape == (1, 4, 32, 32)
     assert math.isfinite(res.history["energy"][-1])
+
+
+def test_area_loss_equals_the_sorted_vector_definition():
+    torch.manual_seed(1)
+    m = torch.rand(3, 1, 4, 9, 9)
+    refs = torch.stack([S.area_reference(4 * 81, a) for a in (0.05, 0.3, 0.05)])
+    want = ((m.reshape(3, -1).sort(1).values - refs) ** 2).mean(1)
+    assert torch.allclose(S.area_loss(m, refs), want, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    refs2 = torch.stack([S.area_reference(81, a) for a in (0.05, 0.3, 0.5)])
+    want2 = ((m.reshape(12, -1).sort(1).values - refs2.repeat_interleave(4, 0)) ** 2).mean(1).view(3, 4).mean(1)
+    assert torch.allclose(S.area_loss(m, refs2, per_frame=True, generator=g), want2, atol=1e-6)
+
+
+@pytest.mark.parametrize("frames,side", [(2, 6), (1, 4), (3, 5), (8, 11)])
+def test_ellipsoid_kernel_is_never_empty(frames, side):
+    k = S.ellipsoid_kernel(frames, side)
+    assert k.shape == (frames, side, side) and k.sum() > 0
+    assert torch.equal(k, k.flip(0)) and torch.equal(k, k.flip(1)) and torch.equal(k, k.transpose(1, 2))
+
+
+def test_ellipsoid_voxel_count_matches_the_authors_kernel():
+    assert S.ellipsoid_kernel(8, 11).sum() == 352    # ALGORITHM.md §1.6: 352 voxels against n1 = 506

@@ -1,0 +1,132 @@
+"""The public API (attribution.explain), Explanation.save and the CLI, end to end on the toy model."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from attribution import InputError, explain, load_video, write_video
+from attribution.video import probe_video
+from model_zoo import load_model, toy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("toy", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return toy.generate(1, seed=3)[0]
+
+
+def test_explain_shapes_settings_and_targets(model, clip):
+    e = explain(model, clip.frames, target="Moving " + toy.LABELS[clip.label].split()[1], iterations=3)
+    assert e.target == clip.label and e.label == toy.LABELS[clip.label]
+    assert e.saliency.shape == (16, 64, 64) and e.saliency.dtype == np.float32
+    assert 0 <= e.saliency.min() and e.saliency.max() == pytest.approx(1)
+    assert e.temporal.shape == (16,) and e.masks.shape == (3, 16, 64, 64) and e.area_temporal.shape == (3, 16)
+    assert e.areas == list(toy.AREAS)                      # the registry entry's areas, not the paper's
+    assert e.settings["iterations"] == 3 and e.iterations == 3 and e.evaluations == 9
+    assert abs(sum(p for _, p in e.topk) - 1) < 0.2 and e.topk[0][1] >= e.topk[-1][1]
+    top1 = explain(model, clip.frames, iterations=1)
+    assert top1.target == int(np.argmax([p for _, p in top1.topk])) or top1.label == top1.topk[0][0]
+    assert explain(model, clip.frames, target=2, iterations=1).target == 2
+
+
+def test_explain_accepts_a_clip_tensor_a_video_and_a_path(model, clip, tmp_path):
+    x = model.prepare(clip.frames)
+    a = explain(model, x, target=0, iterations=2)
+    b = explain(model, clip.frames, target=0, iterations=2)
+    assert np.array_equal(a.saliency, b.saliency)
+    p = write_video(clip.frames, tmp_path / "c.mp4", fps=8, crf=12)
+    c = explain(model, str(p), target=0, iterations=2)
+    assert c.source["path"] == str(p) and len(c.source["indices"]) == 16
+    v = load_video(p, num_frames=16)
+    assert explain(model, v, target=0, iterations=2).source["fps"] == pytest.approx(8)
+
+
+def test_bad_arguments_are_input_errors(model, clip):
+    for kw, word in [(dict(target="flying"), "Unknown target"), (dict(target=9), "out of range"),
+                     (dict(method="magic"), "Unknown method"), (dict(preset="slow"), "preset"),
+                     (dict(areas=[0.2, 2.0]), "areas"), (dict(iteration=3), "Unknown option")]:
+        with pytest.raises(InputError, match=word):
+            explain(model, clip.frames, iterations=1, **{k: v for k, v in kw.items()})
+    with pytest.raises(InputError, match="single frame"):
+        explain(model, clip.frames[:1], iterations=1)
+    with pytest.raises(InputError, match=r"\[0,1\]"):
+        explain(model, torch.full((1, 3, 16, 64, 64), 2.0), iterations=1)
+
+
+def test_unknown_label_suggests_close_names(model, clip):
+    with pytest.raises(InputError, match="moving left"):
+        explain(model, clip.frames, target="moving lfet", iterations=1)
+
+
+def test_save_writes_playable_files_and_a_reproducible_summary(model, clip, tmp_path):
+    e = explain(model, clip.frames, target=clip.label, iterations=4, seed=5, event=clip.event)
+    out = e.save(tmp_path / "out")
+    info = probe_video(out / "overlay.mp4")
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["frames"] == 16
+    assert info["height"] >= 256 and info["faststart"]
+    assert (out / "temporal.png").stat().st_size > 1000
+    s = json.loads((out / "summary.json").read_text())
+    for k in ("model", "target", "label", "method", "preset", "settings", "seed", "versions", "timings", "areas"):
+        assert k in s
+    assert s["seed"] == 5 and s["settings"]["iterations"] == 4 and s["event"] == list(clip.event)
+    z = np.load(out / "saliency.npz")
+    assert np.allclose(z["saliency"], e.saliency) and z["masks"].shape == (3, 16, 64, 64)
+    # the summary is enough to reproduce the map
+    again = explain(model, clip.frames, target=s["target"], preset=s["preset"], seed=s["seed"],
+                    **{k: s["settings"][k] for k in ("iterations", "areas")})
+    assert np.allclose(again.saliency, e.saliency)
+
+
+def test_step_finds_the_evidence_on_toy_clips(model):
+    """End to end: the fast preset's map points at the evidence far more often than chance, in the right frames."""
+    from attribution.metrics import mass_in_tube, pointing_game, temporal_hit
+    pg, tube, hit = [], [], []
+    for c in toy.generate(2, seed=500):
+        e = explain(model, c.frames, target=c.label, preset="fast", seed=0)
+        pg.append(pointing_game(e.saliency, c.boxes, tolerance=4))
+        tube.append(mass_in_tube(e.saliency, c.boxes))
+        hit.append(temporal_hit(e.temporal, c.event))
+        uniform = sum((b[2] - b[0]) * (b[3] - b[1]) for b in c.boxes if b) / e.saliency.size
+    # a uniform or random map scores about 0.1 on the pointing game and `uniform` on the tube mass
+    assert np.mean(pg) >= 0.3 and np.mean(tube) > 3 * uniform and all(hit)
+
+
+def test_areas_are_honoured(model):
+    c = toy.generate(1, seed=43)[0]
+    e = explain(model, c.frames, target=c.label, preset="fast", areas=[0.02, 0.1], seed=0, early_stop=0)
+    mass = e.masks.reshape(2, -1).mean(1)
+    assert mass[0] < mass[1]
+    assert abs(mass[1] - 0.1) < 0.05 and abs(mass[0] - 0.02) < 0.03
+
+
+def test_cli_explain_writes_files_and_a_json_line(tmp_path, clip):
+    src = write_video(clip.frames, tmp_path / "clip.mp4", fps=8, crf=12)
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, "-m", "attribution", "explain", str(src), "--model", "toy", "--out",
+                        str(out), "--iterations", "3", "--quiet", "--target", "1"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    assert line["target"] == 1 and line["iterations"] == 3
+    assert probe_video(out / "overlay.mp4")["codec"] == "h264"
+    assert (out / "temporal.png").exists() and (out / "summary.json").exists()
+
+
+def test_cli_bad_input_exits_2_with_one_sentence(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    r = subprocess.run([sys.executable, "-m", "attribution", "explain", str(bad), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
