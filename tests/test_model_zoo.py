@@ -459,3 +459,15 @@ def test_token_grid_reshape_orders():
     assert torch.equal(TokenGrid(t, h, w, order="hwt").reshape((hwt,)), grid)
     with pytest.raises(ValueError):
         TokenGrid(t, h, w).reshape(thw)
+
+
+@pytest.mark.parametrize("name", PYTORCHVIDEO + HUGGINGFACE)
+def test_every_entry_is_explained_end_to_end(name):
+    """A short STEP run through the same API as the toy: every family fits the engine."""
+    from attribution import explain
+    model = small_model(name)
+    frames = (np.random.default_rng(0).random((model.num_frames, 40, 52, 3)) * 255).astype(np.uint8)
+    e = explain(model, frames, method="step", preset="fast", iterations=2, seed=0)
+    assert e.saliency.shape == (model.num_frames, model.crop_size, model.crop_size)
+    assert np.isfinite(e.saliency).all() and e.saliency.max() == pytest.approx(1)
+    assert all(p.grad is None for p in model.parameters())
