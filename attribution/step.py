@@ -328,7 +328,7 @@ def final_map(masks: torch.Tensor, final_blur: float) -> torch.Tensor:
 class Result:
     masks: torch.Tensor        # (targets, A, T, H, W) in [0,1]
     saliency: torch.Tensor     # (targets, T, H, W) in [0,1]
-    history: dict              # per-iteration energy / reward / probability / area error (lists)
+    history: dict              # energy / reward / probability / area error at the listed iterations
     iterations: int            # iterations actually run (early stop)
     evaluations: int           # clip forward+backward passes
     settings: Settings
@@ -417,7 +417,7 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
 
     opt = torch.optim.SGD([params], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening)
     amp = cfg.autocast and device.type == "cuda"
-    history = {"energy": [], "reward": [], "prob": [], "area_error": []}
+    history = {"iteration": [], "energy": [], "reward": [], "prob": [], "area_error": []}
     lam_area, evaluations, done = cfg.area_weight, 0, 0
     prev = None
     report_every = max(1, cfg.iterations // 100)
@@ -450,10 +450,14 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
             params.clamp_(0, 1)
         lam_area *= cfg.area_growth
         done = it + 1
-        history["energy"].append(float(energy.detach().sum()))
-        history["reward"].append(float(rew.detach().mean()))
-        history["prob"].append(prob.cpu().tolist())
-        history["area_error"].append(float((mask.detach().mean((1, 2, 3, 4)).cpu() - areas.repeat(G)).abs().mean()))
+        # Traces are read back only every few iterations: each read is a device sync on a GPU.
+        if done % report_every == 0 or done == cfg.iterations or (cfg.early_stop > 0 and done % 10 == 0):
+            history["iteration"].append(done)
+            history["energy"].append(float(energy.detach().sum()))
+            history["reward"].append(float(rew.detach().mean()))
+            history["prob"].append(prob.cpu().tolist())
+            history["area_error"].append(
+                float((mask.detach().mean((1, 2, 3, 4)).cpu() - areas.repeat(G)).abs().mean()))
         if progress is not None and (done % report_every == 0 or done == cfg.iterations):
             progress(done, cfg.iterations, {"iteration": done, "probability": float(prob.mean()),
                                             "area_error": history["area_error"][-1]})
