@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
-import time
+import threading
+import warnings
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -87,6 +88,8 @@ class Settings:
     early_stop: float = 0.0          # stop when the mean mask change over 10 iterations falls below this
     min_iterations: int = 0          # never stop early before this iteration
     autocast: bool = False           # bf16 autocast of the model on CUDA
+    compile: bool | None = None      # torch.compile the smooth-max (same numbers); None: when iterations >= 100
+    batch: int | None = None         # masks per model call (None: all); halves itself on CUDA out-of-memory
 
     def scaled(self, height: int) -> "Settings":
         """Fill the size-dependent constants for an input of ``height`` px."""
@@ -102,11 +105,11 @@ class Settings:
 PRESETS = {
     # The paper's optimisation as the authors ran it (ALGORITHM.md §1).
     "paper": {},
-    # Ours: the same objective, 1/4 of the iterations with the area weight reaching the same final value,
-    # the L_K warm-up scaled alike, the smooth-max evaluated at 2x2 points per cell and interpolated,
-    # early stop once the mask has settled, bf16 on CUDA.
-    "fast": dict(iterations=300, area_growth=AREA_GROWTH ** 4, core_warmup=25, lr=0.1, subsample=2,
-                 early_stop=2e-4, min_iterations=150, autocast=True),
+    # Ours: the same objective in 1/6 of the iterations, the area weight growing 6x faster so that it ends
+    # at the same value, the L_K warm-up scaled alike, twice the learning rate, the smooth-max evaluated at
+    # 2x2 points per cell and interpolated, early stop once the mask has settled, bf16 autocast on CUDA.
+    "fast": dict(iterations=200, area_growth=AREA_GROWTH ** 6, core_warmup=17, lr=0.1, subsample=2,
+                 early_stop=2e-4, min_iterations=100, autocast=True),
 }
 
 
@@ -146,8 +149,66 @@ def smooth_mask_kernel(step: int, sigma: float, radius: int, subsample: int | No
     return w.reshape(s * s, -1).float()
 
 
+def smooth_max(nb: torch.Tensor, kernel: torch.Tensor, coldness: float = COLDNESS) -> torch.Tensor:
+    """Σ_k v_k softmax(coldness · v)_k over the last axis for v = nb · kernel: (N,C,1,K) x (P,K) -> (N,C,P).
+
+    The shift by max(v) only keeps exp() in range (softmax is shift-invariant), so it carries no gradient.
+    """
+    v = nb * kernel
+    e = torch.exp(coldness * (v - v.detach().amax(-1, keepdim=True)))
+    return (v * e).sum(-1) / e.sum(-1)
+
+
+COMPILE_MIN_ITERATIONS = 100   # compile="auto" compiles runs at least this long (compiling costs ~10 s once)
+_COMPILED: dict = {}
+_COMPILE_LOCK = threading.Lock()
+
+
+def _smooth_max_fn(compiled: bool, nb: torch.Tensor, kernel: torch.Tensor) -> Callable:
+    """The smooth-max, or its torch.compile'd form (one fused loop instead of ~6 passes over N·C·P·K values).
+
+    The compiled form is tried once per input shape, forward and backward, on a copy; where compiling fails
+    (no C++ compiler, an unsupported platform) a warning says so and the eager form is used from then on.
+    """
+    if not compiled or _COMPILED.get("broken"):
+        return smooth_max
+    key = (tuple(nb.shape), tuple(kernel.shape), nb.device.type, nb.dtype)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    with _COMPILE_LOCK:
+        if key not in _COMPILED:
+            fn = _COMPILED.setdefault("fn", None) or torch.compile(smooth_max, dynamic=False)
+            _COMPILED["fn"] = fn
+            try:
+                probe = nb.detach().clone().requires_grad_(True)
+                fn(probe, kernel).sum().backward()
+                _COMPILED[key] = fn
+            except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+                warnings.warn(f"torch.compile of the mask generator failed ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); running it eagerly.", RuntimeWarning)
+                _COMPILED["broken"] = True
+                return smooth_max
+    return _COMPILED[key]
+
+
+@functools.lru_cache(maxsize=64)
+def _interpolation_matrix(n_in: int, factor: float, offset: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) matrix M with M @ v = F.interpolate(v, scale_factor=factor, mode="bilinear",
+    align_corners=False)[offset:offset + n_out] along one axis: two matrix products replace the upsampling
+    and the crop, forward and backward (the upsampling's own backward is several times slower)."""
+    dst = torch.arange(offset, offset + n_out, dtype=torch.float64)
+    src = ((dst + 0.5) / factor - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    lam = src - i0
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m.index_put_((torch.arange(n_out), i0), 1 - lam, accumulate=True)
+    m.index_put_((torch.arange(n_out), i1), lam, accumulate=True)
+    return m.float()
+
+
 def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, height: int, width: int,
-                coldness: float = COLDNESS) -> tuple[torch.Tensor, torch.Tensor]:
+                coldness: float = COLDNESS, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth-max upsampling of the parameter grid: params (N,1,gh,gw) -> (padded (N,1,H+2m,W+2m), (N,1,H,W)).
 
     Every output point is Σ_k v_k softmax(coldness · v)_k over the weighted neighbours v_k = w_k θ_k, a soft
@@ -160,14 +221,17 @@ def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, heig
     p = F.pad(params, (pad, pad, pad, pad), mode="replicate")
     cells_h, cells_w = gh + 2 * pad - 2 * r, gw + 2 * pad - 2 * r
     nb = p.unfold(2, k, 1).unfold(3, k, 1).reshape(n, cells_h * cells_w, 1, k * k)   # (N, cells, 1, K)
-    v = nb * kernel                                                # (N, cells, S*S, K)
-    out = (v * torch.softmax(coldness * v, dim=-1)).sum(-1)      # (N, cells, S*S)
+    out = _smooth_max_fn(compiled, nb, kernel)(nb, kernel, coldness)  # (N, cells, S*S)
     out = out.view(n, cells_h, cells_w, s, s).permute(0, 1, 3, 2, 4).reshape(n, 1, cells_h * s, cells_w * s)
-    if s != step:  # sub-sampled: interpolate to pixels (weights vary smoothly over a cell)
-        out = F.interpolate(out, scale_factor=step / s, mode="bilinear", align_corners=False)
     # The first computed pixel sits at image coordinate (r - pad) * step; the canvas starts at -margin.
     o = (pad - r) * step - margin
-    padded = out[:, :, o:o + height + 2 * margin, o:o + width + 2 * margin].clamp(0, 1)
+    hp, wp = height + 2 * margin, width + 2 * margin
+    if s != step:  # sub-sampled: bilinear interpolation to pixels (weights vary smoothly over a cell), cropped
+        rows = _interpolation_matrix(cells_h * s, step / s, o, hp).to(out)
+        cols = _interpolation_matrix(cells_w * s, step / s, o, wp).to(out)
+        padded = (rows @ out @ cols.T).clamp(0, 1)
+    else:
+        padded = out[:, :, o:o + hp, o:o + wp].clamp(0, 1)
     return padded, padded[:, :, margin:margin + height, margin:margin + width]
 
 
@@ -302,7 +366,7 @@ def core_loss(padded: torch.Tensor, kernel: torch.Tensor, counts: torch.Tensor,
     Responses r = (padded * ellipsoid) / |ellipsoid| at stride (1, side, side), sorted in descending order;
     L_K = mean over the top k of (r - 1)^2 + mean over the rest of r^2: exactly k whole ellipsoids on.
     """
-    kt, side = kernel.shape[0], kernel.shape[1]
+    side = kernel.shape[1]
     r = F.conv3d(padded, (kernel / kernel.sum()).view(1, 1, *kernel.shape).to(padded), stride=(1, side, side))
     r = r.flatten(1)
     perm = torch.randperm(r.shape[1], generator=generator, device="cpu").to(r.device)
@@ -324,6 +388,29 @@ def final_map(masks: torch.Tensor, final_blur: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- the loop
+def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, amp):
+    """Rewards of the perturbed clips, back-propagated to ``mask`` (a leaf), ``chunk`` masks per model call.
+
+    Returns (reward (n,), probability of the target under the first game (n,), model evaluations).
+    """
+    rewards, probs, evaluations = [], [], 0
+    for lo in range(0, mask.shape[0], chunk):
+        m, t = mask[lo:lo + chunk], tgt[lo:lo + chunk]
+        total = 0
+        for game in games:
+            x = apply_pyramid(pyramid, m if game == "preserve" else 1 - m)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            r = reward(logits, t, game)
+            total = total + r
+            evaluations += x.shape[0]
+            if game == games[0]:
+                probs.append(torch.exp(-r.detach()) if game == "preserve" else -torch.expm1(-r.detach()))
+        (weight * total).sum().backward()
+        rewards.append(total.detach())
+    return torch.cat(rewards), torch.cat(probs), evaluations
+
+
 @dataclasses.dataclass
 class Result:
     masks: torch.Tensor        # (targets, A, T, H, W) in [0,1]
@@ -415,36 +502,45 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
     tgt = torch.tensor(list(targets), device=device).repeat_interleave(A)
     games = ["preserve", "delete"] if cfg.game == "dual" else [cfg.game]
 
+    compiled = cfg.compile if cfg.compile is not None else cfg.iterations >= COMPILE_MIN_ITERATIONS
     opt = torch.optim.SGD([params], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening)
     amp = cfg.autocast and device.type == "cuda"
     history = {"iteration": [], "energy": [], "reward": [], "prob": [], "area_error": []}
     lam_area, evaluations, done = cfg.area_weight, 0, 0
+    chunk = max(1, min(cfg.batch or n, n))
     prev = None
     report_every = max(1, cfg.iterations // 100)
     for it in range(cfg.iterations):
         if _should_cancel(cancel):
             raise Cancelled("The explanation was cancelled.")
-        padded, mask = smooth_mask(params, geo, mkernel, H, W)
+        padded, mask = smooth_mask(params, geo, mkernel, H, W, compiled=compiled)
         padded = padded.view(n, T, 1, hp, wp).transpose(1, 2)          # (n,1,T,Hp,Wp)
         mask = mask.view(n, T, 1, H, W).transpose(1, 2)                # (n,1,T,H,W)
-        rew = 0
-        for game in games:
-            m = mask if game == "preserve" else 1 - mask
-            x = apply_pyramid(pyramid, m)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            r = reward(logits, tgt, game)
-            rew = rew + r
-            evaluations += x.shape[0]
-            if game == "preserve" or len(games) == 1:
-                prob = torch.exp(-r.detach()) if game == "preserve" else 1 - torch.exp(-r.detach())
+        # The model's terms are differentiated with respect to the mask first, chunk by chunk, so a batch that
+        # does not fit is split instead of failing; the chain rule then carries that gradient to the params.
+        mask_in = mask.detach().requires_grad_(True)
+        while True:
+            try:
+                rew, prob, evals = _model_terms(model, pyramid, mask_in, tgt, games, cfg.reward_weight, chunk, amp)
+                break
+            except torch.OutOfMemoryError:  # accelerator memory (CUDA, MPS, XPU)
+                if chunk == 1:
+                    raise
+                chunk = max(1, chunk // 2)
+                mask_in.grad = None
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if progress is not None:
+                    progress(done, cfg.iterations, {"iteration": done, "batch": chunk})
+        evaluations += evals
         la = area_loss(padded, refs, per_frame, gen)
-        energy = cfg.reward_weight * rew + lam_area * la
+        energy = lam_area * la
         lam_core = cfg.core_weight if it >= cfg.core_warmup else 0.0
         if use_core and lam_core > 0:
             energy = energy + lam_core * core_loss(padded, ckernel, counts, gen)
         opt.zero_grad(set_to_none=True)
-        energy.sum().backward()
+        (energy.sum() + (mask * mask_in.grad).sum()).backward()
+        energy = energy.detach() + cfg.reward_weight * rew
         opt.step()
         with torch.no_grad():
             params.clamp_(0, 1)
@@ -453,8 +549,8 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
         # Traces are read back only every few iterations: each read is a device sync on a GPU.
         if done % report_every == 0 or done == cfg.iterations or (cfg.early_stop > 0 and done % 10 == 0):
             history["iteration"].append(done)
-            history["energy"].append(float(energy.detach().sum()))
-            history["reward"].append(float(rew.detach().mean()))
+            history["energy"].append(float(energy.sum()))
+            history["reward"].append(float(rew.mean()))
             history["prob"].append(prob.cpu().tolist())
             history["area_error"].append(
                 float((mask.detach().mean((1, 2, 3, 4)).cpu() - areas.repeat(G)).abs().mean()))
@@ -470,8 +566,9 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
             prev = cur.clone()
 
     with torch.no_grad():
-        _, mask = smooth_mask(params, geo, mkernel, H, W)
+        _, mask = smooth_mask(params, geo, mkernel, H, W, compiled=compiled)
         masks = mask.view(G, A, T, H, W).float()
         saliency = torch.stack([final_map(masks[g], cfg.final_blur) for g in range(G)])
+    cfg = dataclasses.replace(cfg, compile=bool(compiled and not _COMPILED.get("broken")))
     return Result(masks=masks.cpu(), saliency=saliency.cpu(), history=history, iterations=done,
                   evaluations=evaluations, settings=cfg)

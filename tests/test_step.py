@@ -1,4 +1,5 @@
 """STEP's building blocks and loop (attribution/step.py)."""
+import dataclasses
 import math
 
 import numpy as np
@@ -61,6 +62,15 @@ def test_subsampled_generator_stays_close_to_the_exact_one():
     exact = S.smooth_mask(p, g, S.smooth_mask_kernel(4, 6.3, g["radius"]), 64, 64)[1]
     approx = S.smooth_mask(p, g, S.smooth_mask_kernel(4, 6.3, g["radius"], 2), 64, 64)[1]
     assert (exact - approx).abs().mean() < 0.03   # random parameters: the worst case for interpolation
+
+
+@pytest.mark.parametrize("n_in,factor,offset,n_out", [(40, 2.0, 2, 76), (34, 5.5, 3, 150), (20, 4.0, 0, 80)])
+def test_interpolation_matrix_is_bilinear_upsampling_and_crop(n_in, factor, offset, n_out):
+    torch.manual_seed(0)
+    v = torch.rand(2, 1, n_in, n_in)
+    ref = torch.nn.functional.interpolate(v, scale_factor=factor, mode="bilinear", align_corners=False)
+    m = S._interpolation_matrix(n_in, factor, offset, n_out)
+    assert torch.allclose(m @ v @ m.T, ref[:, :, offset:offset + n_out, offset:offset + n_out], atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- perturbation
@@ -195,6 +205,69 @@ def test_same_seed_same_map_and_targets_batch():
     b = S.perturbation(model, clip, [0, 2], settings=st, seed=3)
     assert torch.equal(a.saliency, b.saliency)
     assert a.masks.shape == (2, 2, 8, 32, 32) and a.evaluations == 5 * 4
+
+
+def test_batches_split_into_chunks_give_the_same_masks():
+    model, clip = tiny_model(), torch.rand(1, 3, 8, 32, 32)
+    st = S.Settings(iterations=5, areas=(0.1, 0.2), core_warmup=2)
+    whole = S.perturbation(model, clip, [0, 2], settings=st)
+    chunks = S.perturbation(model, clip, [0, 2], settings=dataclasses.replace(st, batch=3))
+    assert torch.allclose(whole.masks, chunks.masks, atol=1e-5)
+    assert whole.evaluations == chunks.evaluations == 5 * 4
+
+
+def test_out_of_memory_halves_the_batch_instead_of_failing():
+    model, clip = tiny_model(), torch.rand(1, 3, 8, 32, 32)
+    limit = {"n": 1}
+    forward = model.forward
+
+    def small_batches_only(x):
+        if x.shape[0] > limit["n"]:
+            raise torch.OutOfMemoryError("simulated: out of memory")
+        return forward(x)
+
+    model.forward = small_batches_only
+    st = S.Settings(iterations=3, areas=(0.1, 0.2), game="dual")
+    info = []
+    res = S.perturbation(model, clip, [0, 1], settings=st, progress=lambda d, t, i: info.append(i))
+    assert [i["batch"] for i in info if "batch" in i] == [2, 1]      # 4 masks -> 2 -> 1, then it fits
+    model.forward = forward
+    ref = S.perturbation(model, clip, [0, 1], settings=st)
+    assert torch.allclose(res.masks, ref.masks, atol=1e-5)
+    limit["n"] = 0
+    model.forward = small_batches_only
+    with pytest.raises(torch.OutOfMemoryError):                      # even one mask does not fit: say so
+        S.perturbation(model, clip, [0], settings=st)
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_generator(monkeypatch):
+    def broken_compile(fn, **kw):
+        def run(*a, **k):
+            raise RuntimeError("simulated: no C++ compiler")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(S, "_COMPILED", {})
+    model, clip = tiny_model(), torch.rand(1, 3, 8, 32, 32)
+    st = S.Settings(iterations=3, areas=(0.2,))
+    with pytest.warns(RuntimeWarning, match="running it eagerly"):
+        res = S.perturbation(model, clip, [0], settings=dataclasses.replace(st, compile=True))
+    assert res.settings.compile is False
+    assert torch.allclose(res.masks, S.perturbation(model, clip, [0], settings=st).masks)
+
+
+def test_compiled_smooth_max_matches_the_eager_one():
+    g = S.mask_geometry(32, 32, 4, 6.3)
+    k = S.smooth_mask_kernel(g["step"], 6.3, g["radius"])
+    torch.manual_seed(0)
+    p1 = torch.rand(2, 1, *g["grid"], requires_grad=True)
+    p2 = p1.detach().clone().requires_grad_(True)
+    eager = S.smooth_mask(p1, g, k, 32, 32)[0]
+    compiled = S.smooth_mask(p2, g, k, 32, 32, compiled=True)[0]
+    assert torch.allclose(eager, compiled, atol=1e-5)
+    w = torch.rand_like(eager)
+    (eager * w).sum().backward()
+    (compiled * w).sum().backward()
+    assert torch.allclose(p1.grad, p2.grad, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("method,game", [("3d-ep", "dual"), ("2d-ep", "delete"), ("step", "preserve")])
