@@ -1,0 +1,322 @@
+"""How fast is the engine? Overhead over the model's own passes, fast against paper, and scaling.
+
+    python benchmarks/speed.py --quick                       # a few minutes on 2 CPU cores
+    python benchmarks/speed.py --json benchmarks/results/speed_cpu.json
+    python benchmarks/speed.py --device cuda --clip-seconds videomae-b x3d_m slowfast_r50   # on a GPU
+
+Sections, all measured in one run on one device:
+
+* **overhead**: seconds per optimisation iteration (mask generator, perturbation, model forward+backward,
+  losses, optimiser step) divided by seconds of the bare model forward+backward (gradient to the input) on
+  the same batch, per preset. 1.00 would be an engine that costs nothing beyond the model. Iterations are
+  timed one by one after a warm-up iteration (which pays for torch.compile); the median is reported.
+* **fast vs paper**: wall time, model evaluations and quality (insertion AUC with 128 block steps, pointing
+  game, temporal hit) of STEP with both presets on the same seeded toy clips (``toy.generate(n, seed=500)``,
+  never used in training). The one-off compile warm-up is timed separately and left out of the per-clip time.
+* **scaling**: seconds per iteration and peak memory of the ``fast`` preset on the toy network as frames,
+  resolution, areas and targets grow (one factor at a time). Peak memory is ``torch.cuda.max_memory_allocated``
+  on CUDA; on a CPU, the growth of the process's resident memory sampled every 2 ms (approximate).
+* **clip seconds** (``--clip-seconds``): per-iteration time of each preset, fp32 and bf16 autocast, on the
+  named models with random weights, times the preset's iteration count: the seconds one clip would take.
+
+Imports only torch, the engine and the model zoo (transformers / pytorchvideo for those models), so it runs on
+a bare CUDA machine. Prints markdown tables; ``--json`` writes every figure (keys in the issue: overhead_ratio,
+fast_vs_paper_time_ratio, fast/paper_insertion_auc, fast/paper_pointing_game, fast_seconds_per_toy_clip).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from attribution import step as S  # noqa: E402
+from attribution.explain import explain, make_settings  # noqa: E402
+from attribution.metrics import deletion_insertion, pointing_game, temporal_hit  # noqa: E402
+from model_zoo import clear_cache, load_model, toy  # noqa: E402
+
+SEED = 500
+ALIASES = {"videomae-b": "MCG-NJU/videomae-base-finetuned-kinetics"}
+OVERHEAD_MODELS = ["toy", "x3d_xs", "videomae-b"]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA allocator peak, or sampled resident-set growth on a CPU (MB)."""
+
+    def __init__(self, device):
+        self.device, self.peak, self._stop = device, 0.0, threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self):
+        while not self._stop.wait(0.002):
+            self._max = max(self._max, self._rss())
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        elif os.path.exists("/proc/self/statm"):
+            self._base = self._max = self._rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2 ** 20
+        elif hasattr(self, "_thread"):
+            self._stop.set()
+            self._thread.join()
+            self.peak = (max(self._max, self._rss()) - self._base) / 2 ** 20
+        else:
+            self.peak = float("nan")
+
+
+def bare_pass_seconds(model, batch: int, device, autocast: bool, repeats: int) -> float:
+    """Median seconds of the model's forward + backward to the input on ``batch`` clips (after a warm-up)."""
+    x = torch.rand(batch, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
+    tgt = torch.zeros(batch, dtype=torch.long, device=device)
+    times = []
+    with S.frozen(model):
+        for i in range(repeats + 1):
+            xi = x.clone().requires_grad_(True)
+            _sync(device)
+            t0 = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast and device.type == "cuda"):
+                logits = model(xi)
+            S.reward(logits, tgt, "preserve").sum().backward()
+            _sync(device)
+            if i:
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def iteration_seconds(model, clip, settings: S.Settings, repeats: int, targets=(0,)) -> tuple[float, float]:
+    """Median seconds per optimisation iteration (after one warm-up iteration) and the peak memory (MB)."""
+    stamps = []
+
+    def tick(done, total, info):
+        _sync(clip.device)
+        stamps.append(time.perf_counter())
+
+    st = dataclasses.replace(settings, iterations=repeats + 1, early_stop=0.0)
+    with PeakMemory(clip.device) as mem:
+        S.perturbation(model, clip, list(targets), settings=st, progress=tick)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])][:repeats]
+    return statistics.median(gaps), mem.peak
+
+
+def _settings(model, preset: str, **kw) -> S.Settings:
+    st = make_settings(model, "step", preset, kw)
+    if st.compile is None:  # the runs here are short; compile as the full-length preset would
+        st = dataclasses.replace(st, compile=st.iterations >= S.COMPILE_MIN_ITERATIONS)
+    return st
+
+
+# ----------------------------------------------------------------------------------------------- sections
+def overhead(names, device, repeats: int, single_area: bool) -> list[dict]:
+    rows = []
+    for name in names:
+        model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
+        clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
+        for preset in ("fast", "paper"):
+            st = _settings(model, preset)
+            if single_area:
+                st = dataclasses.replace(st, areas=st.areas[:1])
+            amp = st.autocast and device.type == "cuda"
+            it, _ = iteration_seconds(model, clip, st, repeats)
+            bare = bare_pass_seconds(model, len(st.areas), device, amp, repeats)
+            rows.append({"model": name, "preset": preset, "batch": len(st.areas), "frames": model.num_frames,
+                         "crop": model.crop_size, "iteration_s": it, "bare_s": bare, "ratio": it / bare,
+                         "compile": st.compile, "autocast": amp})
+            print(f"overhead {name}/{preset}: {it:.3f} s / {bare:.3f} s = {it / bare:.2f}", file=sys.stderr,
+                  flush=True)
+        del model
+        clear_cache()
+    return rows
+
+
+def fast_vs_paper(n_clips: int, device, seed: int = 0) -> dict:
+    model = load_model("toy", device=device)
+    items = toy.generate(n_clips, seed=SEED)
+    warm = {}
+    for preset in ("fast", "paper"):  # pay the one-off compile outside the per-clip timings
+        t0 = time.perf_counter()
+        explain(model, items[0].frames, target=items[0].label, preset=preset, iterations=2,
+                compile=_settings(model, preset).compile)
+        warm[preset] = time.perf_counter() - t0
+    rows = []
+    for i, item in enumerate(items):
+        for preset in ("fast", "paper"):
+            _sync(device)
+            t0 = time.perf_counter()
+            exp = explain(model, item.frames, target=item.label, preset=preset, seed=seed)
+            _sync(device)
+            seconds = time.perf_counter() - t0
+            curves = deletion_insertion(model, model.prepare(item.frames).to(device), exp.saliency, item.label,
+                                        steps=128, seed=seed)
+            rows.append({"clip": i, "preset": preset, "seconds": seconds, "iterations": exp.iterations,
+                         "evaluations": exp.evaluations, "insertion": curves.auc_insertion,
+                         "deletion": curves.auc_deletion,
+                         "pointing_game": pointing_game(exp.saliency, item.boxes),
+                         "temporal_hit": float(temporal_hit(exp.saliency, item.event))})
+            r = rows[-1]
+            print(f"{preset} clip {i}: {seconds:.1f} s, {r['iterations']} it, ins {r['insertion']:.3f} "
+                  f"pg {r['pointing_game']:.2f} hit {r['temporal_hit']:.0f}", file=sys.stderr, flush=True)
+
+    def mean(preset, key):
+        return statistics.fmean(r[key] for r in rows if r["preset"] == preset)
+    out = {"clips": n_clips, "compile_warmup_s": warm, "rows": rows}
+    for p in ("fast", "paper"):
+        for key in ("seconds", "iterations", "evaluations", "insertion", "deletion", "pointing_game",
+                    "temporal_hit"):
+            out[f"{p}_{key}"] = mean(p, key)
+    out["time_ratio"] = out["fast_seconds"] / out["paper_seconds"]
+    return out
+
+
+def scaling(device, repeats: int, quick: bool) -> list[dict]:
+    model = load_model("toy", device=device)
+    base = dict(frames=16, size=64, areas=3, targets=1)
+    grid = {"frames": [8, 16, 32], "size": [64, 112] + ([] if quick else [224]),
+            "areas": [1, 3, 6], "targets": [1, 2, 4]}
+    rows = []
+    for factor, values in grid.items():
+        for v in values:
+            cfg = dict(base, **{factor: v})
+            clip = torch.rand(1, 3, cfg["frames"], cfg["size"], cfg["size"], device=device)
+            areas = tuple(toy.AREAS * 2)[:cfg["areas"]]
+            st = _settings(model, "fast", areas=areas)
+            it, peak = iteration_seconds(model, clip, st, repeats, targets=range(cfg["targets"]))
+            rows.append({"factor": factor, **cfg, "iteration_s": it, "peak_mb": peak})
+            print(f"scaling {cfg}: {it:.3f} s/it, {peak:.0f} MB", file=sys.stderr, flush=True)
+    return rows
+
+
+def clip_seconds(names, device, repeats: int) -> list[dict]:
+    rows = []
+    for name in names:
+        model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
+        clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
+        for preset in ("fast", "paper"):
+            for amp in (False, True):
+                st = dataclasses.replace(_settings(model, preset), autocast=amp)
+                it, peak = iteration_seconds(model, clip, st, repeats)
+                rows.append({"model": name, "preset": preset, "bf16": amp and device.type == "cuda",
+                             "iteration_s": it, "iterations": st.iterations, "clip_s": it * st.iterations,
+                             "peak_mb": peak})
+                print(f"clip seconds {name}/{preset}/{'bf16' if amp else 'fp32'}: {it * st.iterations:.1f} s",
+                      file=sys.stderr, flush=True)
+        del model
+        clear_cache()
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- report
+def _table(title: str, head: list[str], rows: list[list]) -> list[str]:
+    """A markdown table under ``title``: the first column left-aligned, the others right-aligned."""
+    return [title, "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1),
+            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows), ""]
+
+
+def report(res: dict) -> str:
+    lines = [f"Device: {res['device_name']}, torch {res['torch']}, {res['threads']} CPU threads.", ""]
+    if res.get("overhead"):
+        lines += _table("Engine overhead: seconds per iteration / bare forward+backward on the same batch.",
+                        ["model", "frames × crop", "preset", "batch", "iteration s", "bare fwd+bwd s", "ratio"],
+                        [[r["model"], f"{r['frames']} × {r['crop']}", r["preset"], r["batch"],
+                          f"{r['iteration_s']:.3f}", f"{r['bare_s']:.3f}", f"{r['ratio']:.2f}"]
+                         for r in res["overhead"]])
+    fp = res.get("fast_vs_paper")
+    if fp:
+        lines += _table(f"Fast against paper on {fp['clips']} toy clip(s):",
+                        ["preset", "s / clip", "iterations", "model evaluations", "insertion AUC", "deletion AUC",
+                         "pointing game", "temporal hit"],
+                        [[p, f"{fp[p + '_seconds']:.1f}", f"{fp[p + '_iterations']:.0f}",
+                          f"{fp[p + '_evaluations']:.0f}", f"{fp[p + '_insertion']:.3f}",
+                          f"{fp[p + '_deletion']:.3f}", f"{fp[p + '_pointing_game']:.3f}",
+                          f"{fp[p + '_temporal_hit']:.2f}"] for p in ("fast", "paper")])
+        lines += [f"fast / paper wall time: {fp['time_ratio']:.3f} (compile warm-up, once per process: "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in fp["compile_warmup_s"].items()) + ")", ""]
+    if res.get("scaling"):
+        lines += _table("Scaling of the fast preset on the toy network (one factor at a time from 16 frames, "
+                        "64 px, 3 areas, 1 target):",
+                        ["factor", "frames", "size", "areas", "targets", "s / iteration", "peak MB"],
+                        [[r["factor"], r["frames"], r["size"], r["areas"], r["targets"], f"{r['iteration_s']:.3f}",
+                          f"{r['peak_mb']:.0f}"] for r in res["scaling"]])
+    if res.get("clip_seconds"):
+        lines += _table("Seconds per clip (per-iteration median × the preset's iterations):",
+                        ["model", "preset", "precision", "s / iteration", "s / clip", "peak MB"],
+                        [[r["model"], r["preset"], "bf16" if r["bf16"] else "fp32", f"{r['iteration_s']:.3f}",
+                          f"{r['clip_s']:.1f}", f"{r['peak_mb']:.0f}"] for r in res["clip_seconds"]])
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="1 toy clip, 1 area for the large models, 64/112 px scaling: a few minutes on 2 cores")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--models", nargs="+", default=OVERHEAD_MODELS, help="models for the overhead table")
+    ap.add_argument("--clips", type=int, default=None, help="toy clips for fast vs paper (default 3; quick 1)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed iterations / passes (default 5; quick 2)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "fast-vs-paper", "scaling"])
+    ap.add_argument("--clip-seconds", nargs="*", default=None, metavar="MODEL",
+                    help="also time whole clips, fp32 and bf16, on these models (e.g. videomae-b x3d_m slowfast_r50)")
+    ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    repeats = a.repeats or (2 if a.quick else 5)
+    res = {"device": str(device), "torch": torch.__version__, "threads": a.threads, "quick": a.quick,
+           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
+           f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"}
+    t0 = time.perf_counter()
+    if "overhead" not in a.skip:
+        res["overhead"] = overhead(a.models, device, repeats, single_area=a.quick)
+        res["overhead_ratio"] = {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == "fast"}
+        res["paper_overhead_ratio"] = {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == "paper"}
+    if "fast-vs-paper" not in a.skip:
+        fp = fast_vs_paper(a.clips or (1 if a.quick else 3), device)
+        res["fast_vs_paper"] = fp
+        res.update({"fast_vs_paper_time_ratio": fp["time_ratio"],
+                    "fast_insertion_auc": fp["fast_insertion"], "paper_insertion_auc": fp["paper_insertion"],
+                    "fast_pointing_game": fp["fast_pointing_game"], "paper_pointing_game": fp["paper_pointing_game"],
+                    "fast_temporal_hit": fp["fast_temporal_hit"], "paper_temporal_hit": fp["paper_temporal_hit"],
+                    "fast_seconds_per_toy_clip": fp["fast_seconds"], "paper_seconds_per_toy_clip": fp["paper_seconds"],
+                    "fast_evaluations": fp["fast_evaluations"], "paper_evaluations": fp["paper_evaluations"]})
+    if "scaling" not in a.skip:
+        res["scaling"] = scaling(device, repeats, a.quick)
+    if a.clip_seconds:
+        res["clip_seconds"] = clip_seconds(a.clip_seconds, device, repeats)
+    res["wall_s"] = time.perf_counter() - t0
+    print(report(res))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
