@@ -12,7 +12,9 @@ a server: ``from app import demo, explain_clip, predict_clip, compare_clip``.
 ``GRADIO_SERVER_NAME`` (default 127.0.0.1; Spaces set 0.0.0.0), ``GRADIO_SERVER_PORT`` or ``PORT`` (default:
 the first free port from 7860), ``VAE_CONCURRENCY`` (model jobs at once, default 1), ``VAE_MAX_QUEUE``
 (waiting jobs, default 16), ``VAE_MAX_UPLOAD_MB`` (default 100), ``VAE_MAX_SECONDS`` (longest clip, default
-600), ``VAE_TMP`` (where per-request folders live), ``VAE_CURVE_STEPS`` (deletion/insertion steps, default 128).
+600), ``VAE_TMP`` (where per-request folders live), ``VAE_CURVE_STEPS`` (deletion/insertion steps, default 128),
+``VAE_WARMUP`` (default 1: compile the default model's mask generator in the background at start, so the
+first explanation does not pay the ~10 s of torch.compile; 0 turns it off).
 """
 from __future__ import annotations
 
@@ -703,8 +705,31 @@ def launch_kwargs() -> dict:
 
 demo = build_demo()
 
+
+def warm_up(model_name: str = DEFAULT_MODEL) -> None:
+    """Run one ``fast`` iteration of the default model on a blank clip, compiling the mask generator for the
+    shape every default request has (the compiled kernel is then shared by all requests)."""
+    import torch
+
+    from attribution import step
+    from attribution.explain import make_settings
+    try:
+        t0 = time.perf_counter()
+        model = load_model(model_name)
+        st = make_settings(model, "step", "fast", {"iterations": 1, "compile": True})
+        device = next(model.parameters()).device
+        clip = torch.zeros(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
+        step.perturbation(model, clip, [0], settings=st)
+        log.info("warm-up of %s done in %.1f s", model_name, time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001 - a failed warm-up only means the first request compiles
+        log.warning("warm-up of %s failed: %s", model_name, e)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.environ.get("VAE_WARMUP", "1") != "0":
+        import threading
+        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT")
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                 server_port=int(port) if port else None, **launch_kwargs())

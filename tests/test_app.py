@@ -305,3 +305,19 @@ def test_client_predict_endpoint(client, clip):
     label, target = client.predict(video=handle_file(clip), model="toy", api_name="/predict")
     assert len(label["confidences"]) == 4 and target["value"] == ""
     assert [c[1] for c in target["choices"][1:5]] == [c["label"] for c in label["confidences"]]
+
+
+def test_warm_up_compiles_the_generator_for_the_default_request(app, monkeypatch):
+    """The start-up warm-up must compile exactly the shape a default request (toy, fast preset) then uses."""
+    from attribution import explain, step
+    from model_zoo import load_model, toy
+    monkeypatch.setattr(step, "_COMPILED", {})
+    app.warm_up()
+    warmed = set(step._COMPILED) - {"fn"}
+    assert len(warmed) == 1
+    seen = []
+    monkeypatch.setattr(step, "_smooth_max_fn", lambda c, nb, k: seen.append(
+        (tuple(nb.shape), tuple(k.shape), nb.device.type, nb.dtype)) or step.smooth_max)
+    c = toy.generate(1, seed=3)[0]
+    explain(load_model(app.DEFAULT_MODEL), c.frames, preset="fast", iterations=1, compile=True)
+    assert set(seen) == warmed
