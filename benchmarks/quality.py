@@ -90,7 +90,7 @@ def _sem(xs):
     return float(np.std(xs, ddof=1) / math.sqrt(len(xs))) if len(xs) > 1 else float("nan")
 
 
-def summarise(rows: list[dict], methods: list[str], n_clips: int) -> dict:
+def summarise(rows: list[dict], methods: list[str]) -> dict:
     per = {}
     for name in methods:
         rs = [r for r in rows if r["method"] == name]
@@ -107,14 +107,18 @@ def summarise(rows: list[dict], methods: list[str], n_clips: int) -> dict:
             "curve_seconds_per_clip": _mean([r["curve_seconds"] for r in rs]),
             "beats_random_insertion": None, "beats_random_deletion": None,
         }
-    # reliability over the methods that ran on every clip (random among them)
-    full = [m for m in methods if per.get(m, {}).get("clips") == n_clips]
-    rel = {"methods": full, "clips": n_clips}
-    if "random" in full and len(full) >= 2 and n_clips >= 2:
+    # reliability over the clips the random map ran on, and the methods that ran on all of those clips
+    have = {}
+    for r in rows:
+        have.setdefault(r["method"], set()).add(r["clip"])
+    clips = sorted(have.get("random", ()))
+    full = [m for m in methods if m in per and have[m].issuperset(clips)]
+    rel = {"methods": full, "clips": len(clips)}
+    if "random" in full and len(full) >= 2 and len(clips) >= 2:
         table = {(r["method"], r["clip"]): r for r in rows}
         cols = ["random"] + [m for m in full if m != "random"]
         for metric, higher in (("insertion", True), ("deletion", False)):
-            s = np.array([[table[(m, i)][metric] for m in cols] for i in range(n_clips)])
+            s = np.array([[table[(m, i)][metric] for m in cols] for i in clips])
             rel[metric] = reliability(s, random_index=0, higher_is_better=higher)
             w = sanity_weights(s, 0, higher)
             rel[f"{metric}_mean_weight"] = float(w.mean())
@@ -182,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shard", default="0/1", metavar="I/N",
                     help="run only clips i with i %% N == I (start N processes with --threads 1 each; they share "
                          "the JSONL file; a last run without --shard prints the table)")
+    ap.add_argument("--report", action="store_true",
+                    help="compute nothing: summarise the rows already in the JSONL (each method on its own clips)")
     ap.add_argument("--jsonl", default="benchmarks/results/quality.jsonl", help="per-clip results (resumable)")
     ap.add_argument("--json", default=None, help="write the summary here")
     a = ap.parse_args(argv)
@@ -212,7 +218,7 @@ def main(argv=None) -> int:
     rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]
     done = {(r["method"], r["clip"]) for r in rows}
     t_start = time.perf_counter()
-    for i in range(shard, n, shards):  # clip-major: an interrupted run leaves whole clips for the reliability
+    for i in range(shard, n, shards) if not a.report else ():  # clip-major: an interrupted run leaves whole clips for the reliability
         for name in methods:
             if name == "step-paper" and a.paper_clips is not None and i >= a.paper_clips:
                 continue
@@ -232,7 +238,7 @@ def main(argv=None) -> int:
     rows = [r for r in rows if r["method"] in methods]
     # keep one row per (method, clip): the latest
     rows = list({(r["method"], r["clip"]): r for r in rows}.values())
-    summary = summarise(rows, methods, n)
+    summary = summarise(rows, methods)
     acc = _mean([float(r["predicted"] == r["label"]) for r in rows if r["method"] == methods[0]])
     header = {"clips": n, "accuracy": acc, "steps": a.steps, "unit": a.unit, "substrate": a.substrate,
               "device": a.device, "threads": a.threads, "seed": a.seed, "clip_seed": SEED,
