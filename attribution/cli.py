@@ -12,6 +12,14 @@ import time
 from attribution.errors import ExplorerError
 
 
+def _engine_args(p) -> None:
+    """Engine switches of the perturbation methods (none changes the result beyond rounding)."""
+    p.add_argument("--no-compile", dest="compile", action="store_const", const=False, default=None,
+                   help="do not torch.compile the mask generator (default: compile runs of >= 100 iterations)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="masks per model call (default: all areas at once; halves itself on out-of-memory)")
+
+
 def _areas(text: str) -> list[float]:
     try:
         return [float(a) for a in text.replace(",", " ").split()]
@@ -39,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
     ex.add_argument("--key-frames", type=int, default=None, help="L_K ellipsoid length in frames")
     ex.add_argument("--perturbation", choices=["blur", "fade"], default=None)
+    _engine_args(ex)
     ex.add_argument("--game", choices=["preserve", "delete", "dual"], default=None)
     ex.add_argument("--start", type=float, default=None, help="start of the part to explain, seconds")
     ex.add_argument("--end", type=float, default=None, help="end of the part to explain, seconds")
@@ -65,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
     bt.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
     bt.add_argument("--curves", action="store_true", help="also measure deletion/insertion with a random map")
+    _engine_args(bt)
     bt.add_argument("--steps", type=int, default=128, help="deletion/insertion steps (default 128)")
     bt.add_argument("--retry-errors", action="store_true", help="rerun clips that failed on their input before")
     bt.add_argument("--quiet", action="store_true", help="no per-clip log lines")
@@ -98,7 +108,8 @@ def cmd_explain(a) -> int:
     video = load_video(a.clip, num_frames=model.num_frames, start=a.start, end=a.end)
     progress, close = _progress_bar(a.quiet)
     overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas, key_frames=a.key_frames,
-                                       perturbation=a.perturbation, game=a.game).items() if v is not None}
+                                       perturbation=a.perturbation, game=a.game, compile=a.compile,
+                                       batch=a.batch).items() if v is not None}
     try:
         exp = explain(model, video, target=a.target, method=a.method, preset=a.preset, seed=a.seed,
                       progress=progress, **overrides)
@@ -132,7 +143,8 @@ def cmd_models(_a) -> int:
 def cmd_batch(a) -> int:
     from attribution.batch import read_results, run_batch, summarise
 
-    overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas).items() if v is not None}
+    overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas, compile=a.compile,
+                                       batch=a.batch).items() if v is not None}
     stats = run_batch(a.clips, a.out, model=a.model, method=a.method, preset=a.preset, target=a.target,
                       seed=a.seed, curves=a.curves, steps=a.steps, device=a.device, overrides=overrides,
                       retry_errors=a.retry_errors, log=None if a.quiet else sys.stderr)

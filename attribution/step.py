@@ -473,6 +473,8 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
         raise InputError(f"areas must be fractions strictly between 0 and 1, got {list(settings.areas)}")
     if settings.iterations < 1:
         raise InputError("iterations must be at least 1")
+    if settings.batch is not None and settings.batch < 1:
+        raise InputError(f"batch must be at least 1 mask per model call, not {settings.batch}")
     _, _, T, H, W = clip.shape
     cfg = settings.scaled(H)
     device = clip.device
@@ -507,7 +509,7 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
     amp = cfg.autocast and device.type == "cuda"
     history = {"iteration": [], "energy": [], "reward": [], "prob": [], "area_error": []}
     lam_area, evaluations, done = cfg.area_weight, 0, 0
-    chunk = max(1, min(cfg.batch or n, n))
+    chunk = min(cfg.batch or n, n)
     prev = None
     report_every = max(1, cfg.iterations // 100)
     for it in range(cfg.iterations):

@@ -289,7 +289,7 @@ def test_progress_and_cancel():
 
 def test_bad_settings_are_input_errors():
     for st in (S.Settings(areas=(0.0,)), S.Settings(areas=(1.5,)), S.Settings(iterations=0),
-               S.Settings(game="x"), S.Settings(perturbation="x", iterations=1)):
+               S.Settings(game="x"), S.Settings(perturbation="x", iterations=1), S.Settings(batch=0)):
         with pytest.raises(InputError):
             S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], settings=st)
     with pytest.raises(InputError):
