@@ -113,13 +113,15 @@ def test_cli_explain_writes_files_and_a_json_line(tmp_path, clip):
     src = write_video(clip.frames, tmp_path / "clip.mp4", fps=8, crf=12)
     out = tmp_path / "o"
     r = subprocess.run([sys.executable, "-m", "attribution", "explain", str(src), "--model", "toy", "--out",
-                        str(out), "--iterations", "3", "--quiet", "--target", "1"],
+                        str(out), "--iterations", "3", "--quiet", "--target", "1", "--batch", "2", "--no-compile"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     line = json.loads(r.stdout.strip().splitlines()[-1])
     assert line["target"] == 1 and line["iterations"] == 3
     assert probe_video(out / "overlay.mp4")["codec"] == "h264"
     assert (out / "temporal.png").exists() and (out / "summary.json").exists()
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["batch"] == 2 and settings["compile"] is False
 
 
 def test_cli_bad_input_exits_2_with_one_sentence(tmp_path):
