@@ -32,8 +32,9 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
 from pathlib import Path
 
 import torch
@@ -56,40 +57,38 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 class PeakMemory:
-    """Peak memory of a block: CUDA allocator peak, or sampled resident-set growth on a CPU (MB)."""
+    """Peak memory (MB) a block adds on top of what the process held before it: the CUDA allocator's peak, or
+    on Linux CPUs the resident-set high-water mark (VmHWM, reset at entry through /proc/self/clear_refs). The
+    CPU figure is approximate (freed memory the allocator kept is reused unseen), so ``scaling`` measures
+    every CPU point in a fresh process after a compile warm-up."""
 
     def __init__(self, device):
-        self.device, self.peak, self._stop = device, 0.0, threading.Event()
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self):
-        while not self._stop.wait(0.002):
-            self._max = max(self._max, self._rss())
+        self.device, self.peak = device, float("nan")
 
     def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
-        elif os.path.exists("/proc/self/statm"):
-            self._base = self._max = self._rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")                                  # reset VmHWM to the current RSS
+                self._base = _status_kb("VmRSS")
+            except OSError:
+                pass
         return self
 
     def __exit__(self, *exc):
         if self.device.type == "cuda":
             self.peak = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2 ** 20
-        elif hasattr(self, "_thread"):
-            self._stop.set()
-            self._thread.join()
-            self.peak = (max(self._max, self._rss()) - self._base) / 2 ** 20
-        else:
-            self.peak = float("nan")
+        elif hasattr(self, "_base"):
+            self.peak = (_status_kb("VmHWM") - self._base) / 1024
 
 
 def bare_pass_seconds(model, batch: int, device, autocast: bool, repeats: int) -> float:
@@ -139,13 +138,16 @@ def overhead(names, device, repeats: int, single_area: bool) -> list[dict]:
     for name in names:
         model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
         clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
+        bares = {}
         for preset in ("fast", "paper"):
             st = _settings(model, preset)
             if single_area:
                 st = dataclasses.replace(st, areas=st.areas[:1])
             amp = st.autocast and device.type == "cuda"
             it, _ = iteration_seconds(model, clip, st, repeats)
-            bare = bare_pass_seconds(model, len(st.areas), device, amp, repeats)
+            if (len(st.areas), amp) not in bares:  # the same batch in both presets: measured once
+                bares[len(st.areas), amp] = bare_pass_seconds(model, len(st.areas), device, amp, repeats)
+            bare = bares[len(st.areas), amp]
             rows.append({"model": name, "preset": preset, "batch": len(st.areas), "frames": model.num_frames,
                          "crop": model.crop_size, "iteration_s": it, "bare_s": bare, "ratio": it / bare,
                          "compile": st.compile, "autocast": amp})
@@ -195,21 +197,47 @@ def fast_vs_paper(n_clips: int, device, seed: int = 0) -> dict:
     return out
 
 
-def scaling(device, repeats: int, quick: bool) -> list[dict]:
+def _scaling_point(cfg: dict, device: str, repeats: int, threads: int) -> tuple[float, float]:
+    """Seconds per iteration and peak MB of the fast preset on the toy network at one (frames, size, areas,
+    targets) point. On a CPU (a fresh process) the peak is that of a 2-iteration eager run measured first:
+    torch.compile's own memory would swamp it, and the fused compiled generator needs less than eager code."""
+    torch.set_num_threads(threads)
+    device = torch.device(device)
     model = load_model("toy", device=device)
+    clip = torch.rand(1, 3, cfg["frames"], cfg["size"], cfg["size"], device=device)
+    st = _settings(model, "fast", areas=tuple(toy.AREAS * 2)[:cfg["areas"]])
+    targets = list(range(cfg["targets"]))
+    peak = None
+    if device.type == "cpu":  # a tiny first run loads the kernels and libraries (200+ MB the run would show)
+        S.perturbation(model, torch.rand(1, 3, 4, 32, 32), [0], settings=S.Settings(iterations=1, areas=(0.1,),
+                                                                                      compile=False))
+        with PeakMemory(device) as mem:
+            S.perturbation(model, clip, targets, settings=dataclasses.replace(st, iterations=2, compile=False))
+        peak = mem.peak
+    it, cuda_peak = iteration_seconds(model, clip, st, repeats, targets=targets)
+    return it, cuda_peak if peak is None else peak
+
+
+def scaling(device, repeats: int, quick: bool) -> list[dict]:
     base = dict(frames=16, size=64, areas=3, targets=1)
     grid = {"frames": [8, 16, 32], "size": [64, 112] + ([] if quick else [224]),
             "areas": [1, 3, 6], "targets": [1, 2, 4]}
     rows = []
-    for factor, values in grid.items():
-        for v in values:
-            cfg = dict(base, **{factor: v})
-            clip = torch.rand(1, 3, cfg["frames"], cfg["size"], cfg["size"], device=device)
-            areas = tuple(toy.AREAS * 2)[:cfg["areas"]]
-            st = _settings(model, "fast", areas=areas)
-            it, peak = iteration_seconds(model, clip, st, repeats, targets=range(cfg["targets"]))
-            rows.append({"factor": factor, **cfg, "iteration_s": it, "peak_mb": peak})
-            print(f"scaling {cfg}: {it:.3f} s/it, {peak:.0f} MB", file=sys.stderr, flush=True)
+    threads = torch.get_num_threads()
+    # a CPU point's peak resident memory needs a process of its own; CUDA has its own allocator statistics
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) \
+        if device.type == "cpu" else None
+    try:
+        for factor, values in grid.items():
+            for v in values:
+                cfg = dict(base, **{factor: v})
+                args = (cfg, str(device), repeats, threads)
+                it, peak = pool.submit(_scaling_point, *args).result() if pool else _scaling_point(*args)
+                rows.append({"factor": factor, **cfg, "iteration_s": it, "peak_mb": peak})
+                print(f"scaling {cfg}: {it:.3f} s/it, {peak:.0f} MB", file=sys.stderr, flush=True)
+    finally:
+        if pool:
+            pool.shutdown()
     return rows
 
 
