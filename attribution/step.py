@@ -160,6 +160,7 @@ def smooth_max(nb: torch.Tensor, kernel: torch.Tensor, coldness: float = COLDNES
 
 
 COMPILE_MIN_ITERATIONS = 100   # compile="auto" compiles runs at least this long (compiling costs ~10 s once)
+RECOMPILE_LIMIT = 64           # compiled shapes kept per process
 _COMPILED: dict = {}
 _COMPILE_LOCK = threading.Lock()
 
@@ -177,8 +178,13 @@ def _smooth_max_fn(compiled: bool, nb: torch.Tensor, kernel: torch.Tensor) -> Ca
         return _COMPILED[key]
     with _COMPILE_LOCK:
         if key not in _COMPILED:
-            fn = _COMPILED.setdefault("fn", None) or torch.compile(smooth_max, dynamic=False)
-            _COMPILED["fn"] = fn
+            if "fn" not in _COMPILED:
+                # one specialised kernel per shape (a model, areas x targets): let a long-running app hold more
+                # than dynamo's default of 8 before it would silently fall back to eager code
+                cfg = torch._dynamo.config
+                cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
+                _COMPILED["fn"] = torch.compile(smooth_max, dynamic=False)
+            fn = _COMPILED["fn"]
             try:
                 probe = nb.detach().clone().requires_grad_(True)
                 fn(probe, kernel).sum().backward()
@@ -568,7 +574,7 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
             prev = cur.clone()
 
     with torch.no_grad():
-        _, mask = smooth_mask(params, geo, mkernel, H, W, compiled=compiled)
+        _, mask = smooth_mask(params, geo, mkernel, H, W)   # once, without gradients: eager (no recompile)
         masks = mask.view(G, A, T, H, W).float()
         saliency = torch.stack([final_map(masks[g], cfg.final_blur) for g in range(G)])
     cfg = dataclasses.replace(cfg, compile=bool(compiled and not _COMPILED.get("broken")))
