@@ -198,7 +198,8 @@ def _smooth_max_fn(compiled: bool, nb: torch.Tensor, kernel: torch.Tensor) -> Ca
 
 
 @functools.lru_cache(maxsize=64)
-def _interpolation_matrix(n_in: int, factor: float, offset: int, n_out: int) -> torch.Tensor:
+def _interpolation_matrix(n_in: int, factor: float, offset: int, n_out: int, device=None,
+                          dtype=torch.float32) -> torch.Tensor:
     """(n_out, n_in) matrix M with M @ v = F.interpolate(v, scale_factor=factor, mode="bilinear",
     align_corners=False)[offset:offset + n_out] along one axis: two matrix products replace the upsampling
     and the crop, forward and backward (the upsampling's own backward is several times slower)."""
@@ -210,7 +211,7 @@ def _interpolation_matrix(n_in: int, factor: float, offset: int, n_out: int) -> 
     m = torch.zeros(n_out, n_in, dtype=torch.float64)
     m.index_put_((torch.arange(n_out), i0), 1 - lam, accumulate=True)
     m.index_put_((torch.arange(n_out), i1), lam, accumulate=True)
-    return m.float()
+    return m.to(device=device, dtype=dtype)   # cached per device: no copy in the optimisation loop
 
 
 def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, height: int, width: int,
@@ -233,8 +234,8 @@ def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, heig
     o = (pad - r) * step - margin
     hp, wp = height + 2 * margin, width + 2 * margin
     if s != step:  # sub-sampled: bilinear interpolation to pixels (weights vary smoothly over a cell), cropped
-        rows = _interpolation_matrix(cells_h * s, step / s, o, hp).to(out)
-        cols = _interpolation_matrix(cells_w * s, step / s, o, wp).to(out)
+        rows = _interpolation_matrix(cells_h * s, step / s, o, hp, out.device, out.dtype)
+        cols = _interpolation_matrix(cells_w * s, step / s, o, wp, out.device, out.dtype)
         padded = (rows @ out @ cols.T).clamp(0, 1)
     else:
         padded = out[:, :, o:o + hp, o:o + wp].clamp(0, 1)
