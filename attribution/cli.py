@@ -15,7 +15,8 @@ from attribution.errors import ExplorerError
 def _engine_args(p) -> None:
     """Engine switches of the perturbation methods (none changes the result beyond rounding)."""
     p.add_argument("--no-compile", dest="compile", action="store_const", const=False, default=None,
-                   help="do not torch.compile the mask generator (default: compile runs of >= 100 iterations)")
+                   help="do not torch.compile the mask generator and the perturbation "
+                        "(default: compile runs of >= 100 iterations)")
     p.add_argument("--batch", type=int, default=None,
                    help="masks per model call (default: all areas at once; halves itself on out-of-memory)")
 

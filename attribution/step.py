@@ -165,36 +165,47 @@ _COMPILED: dict = {}
 _COMPILE_LOCK = threading.Lock()
 
 
-def _smooth_max_fn(compiled: bool, nb: torch.Tensor, kernel: torch.Tensor) -> Callable:
-    """The smooth-max, or its torch.compile'd form (one fused loop instead of ~6 passes over N·C·P·K values).
+def compile_key(fn: Callable, *args: torch.Tensor) -> tuple:
+    """What a compiled kernel is specialised on: the function and its inputs' shapes, device and dtype."""
+    return (fn.__name__,) + tuple((tuple(a.shape), a.device.type, a.dtype) for a in args)
 
-    The compiled form is tried once per input shape, forward and backward, on a copy; where compiling fails
-    (no C++ compiler, an unsupported platform) a warning says so and the eager form is used from then on.
+
+def _compiled_fn(compiled: bool, fn: Callable, *args: torch.Tensor, grad: int = 0) -> Callable:
+    """``fn``, or its torch.compile'd form (one fused loop instead of several passes over memory).
+
+    The compiled form is tried once per input shape, forward and backward (the gradient flowing to
+    ``args[grad]``), on copies; where compiling fails (no C++ compiler, an unsupported platform) a warning says
+    so and the eager forms are used from then on.
     """
     if not compiled or _COMPILED.get("broken"):
-        return smooth_max
-    key = (tuple(nb.shape), tuple(kernel.shape), nb.device.type, nb.dtype)
+        return fn
+    key = compile_key(fn, *args)
     if key in _COMPILED:
         return _COMPILED[key]
     with _COMPILE_LOCK:
         if key not in _COMPILED:
-            if "fn" not in _COMPILED:
+            if fn.__name__ not in _COMPILED:
                 # one specialised kernel per shape (a model, areas x targets): let a long-running app hold more
                 # than dynamo's default of 8 before it would silently fall back to eager code
                 cfg = torch._dynamo.config
                 cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
-                _COMPILED["fn"] = torch.compile(smooth_max, dynamic=False)
-            fn = _COMPILED["fn"]
+                _COMPILED[fn.__name__] = torch.compile(fn, dynamic=False)
+            cfn = _COMPILED[fn.__name__]
             try:
-                probe = nb.detach().clone().requires_grad_(True)
-                fn(probe, kernel).sum().backward()
-                _COMPILED[key] = fn
+                probe = [a.detach().clone().requires_grad_(i == grad) for i, a in enumerate(args)]
+                cfn(*probe).sum().backward()
+                _COMPILED[key] = cfn
             except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
-                warnings.warn(f"torch.compile of the mask generator failed ({type(e).__name__}: "
+                warnings.warn(f"torch.compile of {fn.__name__} failed ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); running it eagerly.", RuntimeWarning)
                 _COMPILED["broken"] = True
-                return smooth_max
+                return fn
     return _COMPILED[key]
+
+
+def _smooth_max_fn(compiled: bool, nb: torch.Tensor, kernel: torch.Tensor) -> Callable:
+    """The smooth-max for these inputs: compiled, it is one loop instead of ~6 passes over N·C·P·K values."""
+    return _compiled_fn(compiled, smooth_max, nb, kernel)
 
 
 @functools.lru_cache(maxsize=64)
@@ -319,29 +330,67 @@ def area_reference(n: int, area: float, device=None) -> torch.Tensor:
     return ref
 
 
+def top_k(rows: torch.Tensor, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values and indices (R, k) of the k largest entries of each row, ties broken at random.
+
+    The same choice, in distribution, as the paper's shuffle before sorting: every value above the k-th largest
+    is in; of the values equal to it, as many as are still needed are drawn uniformly at random. Random numbers
+    are drawn only for a row whose tie crosses the k-th place (as with the all-ones start).
+    """
+    vals, idx = rows.topk(k, dim=1, sorted=False)
+    kth = vals.amin(1, keepdim=True)
+    for j in ((rows >= kth).sum(1) > k).nonzero().flatten().tolist():
+        above, tied = rows[j] > kth[j], rows[j] == kth[j]
+        cand = tied.nonzero().flatten()
+        pick = torch.randperm(cand.numel(), generator=generator, device="cpu")[: k - int(above.sum())]
+        idx[j] = torch.cat([above.nonzero().flatten(), cand[pick.to(cand.device)]])
+    return vals, idx     # the chosen values are the same whichever tied entries are chosen
+
+
+class _SortedAreaLoss(torch.autograd.Function):
+    """Σ m^2 + Σ_{k largest} (1 - 2m) per row. Its gradient, 2m - 2·[chosen], is known once the k largest are
+    found, so the backward is one product and one scatter (autograd through a permutation and top-k costs
+    several full copies)."""
+
+    @staticmethod
+    def forward(ctx, flat, ks, generator):
+        loss = (flat * flat).sum(1)
+        groups = []
+        for k in ks.unique().tolist():
+            if k <= 0:
+                continue
+            rows = (ks == k).nonzero().flatten()
+            vals, idx = top_k(flat[rows], min(k, flat.shape[1]), generator)
+            loss = loss.index_add(0, rows, (1 - 2 * vals).sum(1))
+            groups += [rows, idx]
+        ctx.save_for_backward(flat, *groups)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, *groups = ctx.saved_tensors
+        out = 2 * flat * grad.unsqueeze(1)
+        for rows, idx in zip(groups[::2], groups[1::2]):
+            sub = out[rows].scatter_add_(1, idx, (-2 * grad[rows]).unsqueeze(1).expand_as(idx))
+            out[rows] = sub
+        return out, None, None
+
+
 def area_loss(padded: torch.Tensor, refs: torch.Tensor, per_frame: bool = False,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """Sorted-vector area loss, one value per mask. padded (N,1,T,Hp,Wp); refs (N, V) sorted ascending.
 
     3-D (STEP, 3D-EP): one constraint over the whole volume V = T·Hp·Wp, so frames may switch fully off.
     2-D (2D-EP, ``per_frame``): each frame holds the same fraction; refs is then (N, Hp·Wp).
-    A random permutation before sorting breaks ties at random (all ones at the start) rather than by index.
+    Ties break at random (all ones at the start) rather than by index, as the paper's shuffle before sorting.
     """
     n, t = padded.shape[0], padded.shape[2]
     flat = padded.reshape(n * t, -1) if per_frame else padded.reshape(n, -1)
-    perm = torch.randperm(flat.shape[1], generator=generator, device="cpu").to(flat.device)
-    flat = flat.index_select(1, perm)
     if per_frame:
         refs = refs.repeat_interleave(t, dim=0)
     # mean((sort(m) - r)^2) with r = [0..0, 1..1] (k ones) equals (Σ m^2 + Σ_{k largest} (1 - 2m)) / V:
     # only the k largest values need finding, and top-k is several times cheaper than a full sort.
-    ones = refs.sum(1).long()
-    loss = (flat ** 2).sum(1)
-    for k in ones.unique().tolist():
-        rows = (ones == k).nonzero().flatten()
-        if k:
-            loss = loss.index_add(0, rows, (1 - 2 * flat[rows].topk(k, dim=1, sorted=False).values).sum(1))
-    loss = loss / flat.shape[1]
+    loss = _SortedAreaLoss.apply(flat, refs.sum(1).long(), generator) / flat.shape[1]
     return loss.view(n, t).mean(1) if per_frame else loss
 
 
@@ -366,6 +415,23 @@ def core_counts(areas: Sequence[float], volume: int, key_frames: int, side: int)
     return [max(1, math.ceil(a * volume / n1)) for a in areas]
 
 
+def ellipsoid_responses(padded: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Mean of the mask in the ellipsoid at every (frame, block): (N,1,T,Hp,Wp) -> (N, T-K_t+1, Hp//s, Wp//s).
+
+    The same numbers as ``conv3d(padded, kernel / |kernel|, stride=(1, s, s))``. The stride equals the kernel's
+    side, so the blocks never overlap in space: one matrix product per frame and block gives every temporal
+    slice of the kernel at once, and K_t shifted slices are summed. Forward and backward are several times
+    cheaper than the strided 3-D convolution on a CPU.
+    """
+    n, _, t, hp, wp = padded.shape
+    kt, side = kernel.shape[0], kernel.shape[1]
+    bh, bw = hp // side, wp // side
+    blocks = padded[:, 0, :, :bh * side, :bw * side].reshape(n, t, bh, side, bw, side)
+    w = (kernel / kernel.sum()).to(padded)
+    y = torch.einsum("ntiajb,dab->ntijd", blocks, w)          # (N,T,bh,bw,K_t): every slice, every frame
+    return sum(y[:, d:t - kt + 1 + d, :, :, d] for d in range(kt))
+
+
 def core_loss(padded: torch.Tensor, kernel: torch.Tensor, counts: torch.Tensor,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """L_K, the spatio-temporal core loss, one value per mask. padded (N,1,T,Hp,Wp); counts (N,) = k_a.
@@ -373,9 +439,7 @@ def core_loss(padded: torch.Tensor, kernel: torch.Tensor, counts: torch.Tensor,
     Responses r = (padded * ellipsoid) / |ellipsoid| at stride (1, side, side), sorted in descending order;
     L_K = mean over the top k of (r - 1)^2 + mean over the rest of r^2: exactly k whole ellipsoids on.
     """
-    side = kernel.shape[1]
-    r = F.conv3d(padded, (kernel / kernel.sum()).view(1, 1, *kernel.shape).to(padded), stride=(1, side, side))
-    r = r.flatten(1)
+    r = ellipsoid_responses(padded, kernel).flatten(1)
     perm = torch.randperm(r.shape[1], generator=generator, device="cpu").to(r.device)
     srt = r.index_select(1, perm).sort(dim=1, descending=True).values
     pos = torch.arange(srt.shape[1], device=srt.device).view(1, -1)
@@ -395,7 +459,7 @@ def final_map(masks: torch.Tensor, final_blur: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- the loop
-def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, amp):
+def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, amp, compiled=False):
     """Rewards of the perturbed clips, back-propagated to ``mask`` (a leaf), ``chunk`` masks per model call.
 
     Returns (reward (n,), probability of the target under the first game (n,), model evaluations).
@@ -405,7 +469,8 @@ def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, amp):
         m, t = mask[lo:lo + chunk], tgt[lo:lo + chunk]
         total = 0
         for game in games:
-            x = apply_pyramid(pyramid, m if game == "preserve" else 1 - m)
+            m_game = m if game == "preserve" else 1 - m
+            x = _compiled_fn(compiled, apply_pyramid, pyramid, m_game, grad=1)(pyramid, m_game)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 logits = model(x)
             r = reward(logits, t, game)
@@ -530,7 +595,8 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
         mask_in = mask.detach().requires_grad_(True)
         while True:
             try:
-                rew, prob, evals = _model_terms(model, pyramid, mask_in, tgt, games, cfg.reward_weight, chunk, amp)
+                rew, prob, evals = _model_terms(model, pyramid, mask_in, tgt, games, cfg.reward_weight, chunk, amp,
+                                                 compiled)
                 break
             except torch.OutOfMemoryError:  # accelerator memory (CUDA, MPS, XPU)
                 if chunk == 1:

@@ -313,11 +313,10 @@ def test_warm_up_compiles_the_generator_for_the_default_request(app, monkeypatch
     from model_zoo import load_model, toy
     monkeypatch.setattr(step, "_COMPILED", {})
     app.warm_up()
-    warmed = set(step._COMPILED) - {"fn"}
-    assert len(warmed) == 1
+    warmed = {k for k in step._COMPILED if isinstance(k, tuple)}
+    assert {k[0] for k in warmed} == {"smooth_max", "apply_pyramid"}
     seen = []
-    monkeypatch.setattr(step, "_smooth_max_fn", lambda c, nb, k: seen.append(
-        (tuple(nb.shape), tuple(k.shape), nb.device.type, nb.dtype)) or step.smooth_max)
+    monkeypatch.setattr(step, "_compiled_fn", lambda c, fn, *a, grad=0: seen.append(step.compile_key(fn, *a)) or fn)
     c = toy.generate(1, seed=3)[0]
     explain(load_model(app.DEFAULT_MODEL), c.frames, preset="fast", iterations=1, compile=True)
     assert set(seen) == warmed

@@ -145,6 +145,23 @@ def test_core_loss_zero_for_exactly_k_whole_ellipsoids():
     assert S.core_loss(half, kern, torch.tensor([k])).item() > 0.05
 
 
+@pytest.mark.parametrize("kt,side,t,h,w",
+                         [(4, 5, 8, 20, 23), (1, 3, 3, 9, 7), (8, 11, 16, 134, 134), (2, 6, 2, 76, 77)])
+def test_ellipsoid_responses_equal_the_strided_convolution(kt, side, t, h, w):
+    torch.manual_seed(kt + side)
+    kern = S.ellipsoid_kernel(kt, side)
+    x = torch.rand(2, 1, t, h, w, dtype=torch.float64, requires_grad=True)
+    conv = torch.nn.functional.conv3d(x, (kern / kern.sum()).view(1, 1, *kern.shape).double(),
+                                      stride=(1, side, side))
+    fast = S.ellipsoid_responses(x, kern)
+    assert fast.shape == conv.shape[:1] + conv.shape[2:]
+    torch.testing.assert_close(fast, conv[:, 0])
+    g = torch.rand_like(fast)
+    (ga,) = torch.autograd.grad((conv[:, 0] * g).sum(), x)
+    (gb,) = torch.autograd.grad((fast * g).sum(), x)
+    torch.testing.assert_close(ga, gb)
+
+
 def test_core_counts_match_the_papers_numbers():
     # ALGORITHM.md §1.6: K_t = 8, 134^2 canvas, 16 frames: k = 29/57/86/171/284 for 0.05/0.1/0.15/0.3/0.5
     assert S.core_counts([0.05, 0.1, 0.15, 0.3, 0.5], 16 * 134 * 134, 8, 11) == [29, 57, 86, 171, 284]
@@ -270,6 +287,20 @@ def test_compiled_smooth_max_matches_the_eager_one():
     assert torch.allclose(p1.grad, p2.grad, atol=1e-4, rtol=1e-4)
 
 
+def test_compiled_perturbation_matches_the_eager_one():
+    torch.manual_seed(0)
+    pyramid = torch.rand(8, 3, 4, 16, 16)
+    m1 = torch.rand(2, 1, 4, 16, 16, requires_grad=True)
+    m2 = m1.detach().clone().requires_grad_(True)
+    eager = S.apply_pyramid(pyramid, m1)
+    compiled = S._compiled_fn(True, S.apply_pyramid, pyramid, m2, grad=1)(pyramid, m2)
+    assert compiled is not eager and torch.allclose(eager, compiled, atol=1e-6)
+    w = torch.rand_like(eager)
+    (eager * w).sum().backward()
+    (compiled * w).sum().backward()
+    assert torch.allclose(m1.grad, m2.grad, atol=1e-5)
+
+
 @pytest.mark.parametrize("method,game", [("3d-ep", "dual"), ("2d-ep", "delete"), ("step", "preserve")])
 def test_methods_and_games_run(method, game):
     res = S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], method=method,
@@ -314,6 +345,36 @@ def test_area_loss_equals_the_sorted_vector_definition():
     refs2 = torch.stack([S.area_reference(81, a) for a in (0.05, 0.3, 0.5)])
     want2 = ((m.reshape(12, -1).sort(1).values - refs2.repeat_interleave(4, 0)) ** 2).mean(1).view(3, 4).mean(1)
     assert torch.allclose(S.area_loss(m, refs2, per_frame=True, generator=g), want2, atol=1e-6)
+    # and its gradient is the sorted-vector definition's (the loss forms it in the forward pass)
+    def sorted_vector(x, r, rows):
+        return ((x.reshape(rows, -1).sort(1).values - r.repeat_interleave(rows // 3, 0)) ** 2).mean(1)
+    for per_frame, r, w in ((False, refs, lambda x: sorted_vector(x, refs, 3)),
+                            (True, refs2, lambda x: sorted_vector(x, refs2, 12).view(3, 4).mean(1))):
+        x = m.clone().requires_grad_(True)
+        weights = torch.tensor([1.0, -2.0, 0.5])
+        (ga,) = torch.autograd.grad((S.area_loss(x, r, per_frame=per_frame) * weights).sum(), x)
+        (gb,) = torch.autograd.grad((w(x) * weights).sum(), x)
+        torch.testing.assert_close(ga, gb)
+
+
+def test_area_loss_breaks_ties_at_random_and_never_reorders_distinct_values():
+    v, k = 100, 10
+    ref = S.area_reference(v, k / v).unsqueeze(0)
+    chosen = torch.zeros(v)
+    for seed in range(60):                                   # all equal: which 10 count as "on" is random
+        m = torch.full((1, 1, 1, 10, 10), 0.5, requires_grad=True)
+        S.area_loss(m, ref, generator=torch.Generator().manual_seed(seed)).backward()
+        on = m.grad.flatten() < 0                            # d/dm: (2m - 2)/V for the chosen, 2m/V for the rest
+        assert on.sum() == k
+        chosen += on
+    assert chosen.min() > 0 and chosen.max() < 25            # every index chosen sometimes, none nearly always
+    assert chosen[:k].sum() < 0.5 * 60 * k                   # not the first indices (a by-index tie-break)
+    # distinct float32 values one step apart just below 1 keep their order whatever the seed
+    m = (1 - torch.arange(v, dtype=torch.float32).flip(0) * 2 ** -24).view(1, 1, 1, 10, 10).requires_grad_(True)
+    assert m.detach().unique().numel() == v
+    S.area_loss(m, ref, generator=torch.Generator().manual_seed(3)).backward()
+    on = m.grad.flatten() < (2 * m.detach().flatten() - 1) / v
+    assert torch.equal(on.nonzero().flatten(), torch.arange(v - k, v))
 
 
 @pytest.mark.parametrize("frames,side", [(2, 6), (1, 4), (3, 5), (8, 11)])
