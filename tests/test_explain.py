@@ -106,7 +106,10 @@ def test_areas_are_honoured(model):
     e = explain(model, c.frames, target=c.label, preset="fast", areas=[0.02, 0.1], seed=0, early_stop=0)
     mass = e.masks.reshape(2, -1).mean(1)
     assert mass[0] < mass[1]
-    assert abs(mass[1] - 0.1) < 0.05 and abs(mass[0] - 0.02) < 0.03
+    # the area holds over the padded canvas (76 px for 64): the budget the mask keeps off the margin lands in the
+    # image, which can then hold up to (76/64)^2 = 1.41 times the area
+    canvas = (76 / 64) ** 2
+    assert 0.07 < mass[1] < 0.1 * canvas + 0.03 and 0.01 < mass[0] < 0.02 * canvas + 0.03
 
 
 def test_cli_explain_writes_files_and_a_json_line(tmp_path, clip):
