@@ -203,11 +203,6 @@ def _compiled_fn(compiled: bool, fn: Callable, *args: torch.Tensor, grad: int = 
     return _COMPILED[key]
 
 
-def _smooth_max_fn(compiled: bool, nb: torch.Tensor, kernel: torch.Tensor) -> Callable:
-    """The smooth-max for these inputs: compiled, it is one loop instead of ~6 passes over N·C·P·K values."""
-    return _compiled_fn(compiled, smooth_max, nb, kernel)
-
-
 @functools.lru_cache(maxsize=64)
 def _interpolation_matrix(n_in: int, factor: float, offset: int, n_out: int, device=None,
                           dtype=torch.float32) -> torch.Tensor:
@@ -239,7 +234,7 @@ def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, heig
     p = F.pad(params, (pad, pad, pad, pad), mode="replicate")
     cells_h, cells_w = gh + 2 * pad - 2 * r, gw + 2 * pad - 2 * r
     nb = p.unfold(2, k, 1).unfold(3, k, 1).reshape(n, cells_h * cells_w, 1, k * k)   # (N, cells, 1, K)
-    out = _smooth_max_fn(compiled, nb, kernel)(nb, kernel, coldness)  # (N, cells, S*S)
+    out = _compiled_fn(compiled, smooth_max, nb, kernel)(nb, kernel, coldness)  # (N, cells, S*S), one loop
     out = out.view(n, cells_h, cells_w, s, s).permute(0, 1, 3, 2, 4).reshape(n, 1, cells_h * s, cells_w * s)
     # The first computed pixel sits at image coordinate (r - pad) * step; the canvas starts at -margin.
     o = (pad - r) * step - margin
@@ -386,11 +381,12 @@ def area_loss(padded: torch.Tensor, refs: torch.Tensor, per_frame: bool = False,
     """
     n, t = padded.shape[0], padded.shape[2]
     flat = padded.reshape(n * t, -1) if per_frame else padded.reshape(n, -1)
+    ones = refs.sum(1).long()
     if per_frame:
-        refs = refs.repeat_interleave(t, dim=0)
+        ones = ones.repeat_interleave(t)
     # mean((sort(m) - r)^2) with r = [0..0, 1..1] (k ones) equals (Σ m^2 + Σ_{k largest} (1 - 2m)) / V:
     # only the k largest values need finding, and top-k is several times cheaper than a full sort.
-    loss = _SortedAreaLoss.apply(flat, refs.sum(1).long(), generator) / flat.shape[1]
+    loss = _SortedAreaLoss.apply(flat, ones, generator) / flat.shape[1]
     return loss.view(n, t).mean(1) if per_frame else loss
 
 
