@@ -61,10 +61,13 @@ QUICK_PERTURBATION_CLIPS = 2   # STEP (fast) takes minutes per clip on 2 shared 
 PERTURBATION = ("step", "3d-ep", "2d-ep")
 
 
-def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int) -> dict:
+def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int,
+            overrides: dict | None = None) -> dict:
+    """Explain one clip with method ``name`` (plus Settings ``overrides``) and score the map."""
     method, preset = METHODS[name]
     t0 = time.perf_counter()
-    exp = explain(model, item.frames, target=item.label, method=method, preset=preset or "fast", seed=seed)
+    exp = explain(model, item.frames, target=item.label, method=method, preset=preset or "fast", seed=seed,
+                  **(overrides or {}))
     seconds = time.perf_counter() - t0
     clip = model.prepare(item.frames)
     curves = deletion_insertion(model, clip, exp.saliency, item.label, steps=steps, unit=unit,
@@ -78,6 +81,19 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
             "temporal_hit": bool(temporal_hit(exp.saliency, item.event)),
             "seconds": seconds, "curve_seconds": curves.seconds, "evaluations": exp.evaluations,
             "iterations": exp.iterations}
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a results JSONL file (creating its folder); a line torn by an interrupted run is skipped."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
 
 
 def _mean(xs):
@@ -130,7 +146,26 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
             if name != "random" and rs:
                 p["beats_random_insertion"] = _mean([float(r["insertion"] > rnd[r["clip"]]["insertion"]) for r in rs])
                 p["beats_random_deletion"] = _mean([float(r["deletion"] < rnd[r["clip"]]["deletion"]) for r in rs])
-    return {"methods": per, "reliability": rel}
+    out = {"methods": per, "reliability": rel}
+    if "step" in per and "step-paper" in per:
+        out["fast_minus_paper"] = paired(rows, "step", "step-paper")
+    return out
+
+
+PAIRED_METRICS = ("insertion", "deletion", "pointing_game", "mass_in_tube", "temporal_hit")
+
+
+def paired(rows: list[dict], a: str, b: str) -> dict:
+    """Mean difference a - b of each metric over the clips both methods ran on, with its standard error
+    (the spread of the per-clip differences over sqrt(n)): the error of a comparison on shared clips."""
+    ra = {r["clip"]: r for r in rows if r["method"] == a}
+    rb = {r["clip"]: r for r in rows if r["method"] == b}
+    clips = sorted(set(ra) & set(rb))
+    out = {"clips": len(clips)}
+    for m in PAIRED_METRICS:
+        d = [float(ra[i][m]) - float(rb[i][m]) for i in clips]
+        out[m], out[f"{m}_sem"] = _mean(d), _sem(d)
+    return out
 
 
 def table(summary: dict, header: dict) -> str:
@@ -162,6 +197,10 @@ def table(summary: dict, header: dict) -> str:
                      f"{rel['deletion_random_last']:.0%}).")
     else:
         lines.append("Reliability: needs the random method and at least one other on every clip.")
+    if "fast_minus_paper" in summary:
+        d = summary["fast_minus_paper"]
+        lines.append(f"STEP (fast) − STEP (paper) on the {d['clips']} clips both ran (paired): " + ", ".join(
+            f"{m.replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in PAIRED_METRICS) + ".")
     lines.append("± is the standard error over clips; s / clip is the attribution time (curves not included).")
     return "\n".join(lines)
 
@@ -206,14 +245,7 @@ def main(argv=None) -> int:
     items = toy.generate(n, seed=SEED)
 
     path = Path(a.jsonl)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line torn by an interrupted run
+    rows = read_rows(path)
     same = {"steps": a.steps, "unit": a.unit, "substrate": a.substrate, "seed": a.seed}
     rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]
     done = {(r["method"], r["clip"]) for r in rows}

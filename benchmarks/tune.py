@@ -1,0 +1,138 @@
+"""Tune the ``fast`` preset on toy clips that the quality benchmark never sees, so that choosing a setting
+here and confirming it with ``benchmarks/quality.py`` are separate experiments.
+
+    python benchmarks/tune.py --variants "lr=0.1" "lr=0.15" "lr=0.2" "lr=0.3" --clips 16 \\
+        --json benchmarks/results/tune_fast_lr.json
+
+Each variant is STEP with the ``fast`` preset plus the given :class:`attribution.step.Settings` overrides
+(``key=value`` pairs, comma-separated, values as Python literals). Clips are ``toy.generate(n, seed=700)``
+(quality.py uses seed 500, training seeds >= 1000); the metrics are quality.py's. Every variant is compared
+with the first on the same clips: the mean per-clip difference and its standard error, which is far smaller
+than the spread of the means themselves (the pointing game of one clip moves in steps of 0.1 or more).
+Rows go to a JSONL file as they are done (resumable; ``--shard I/N`` splits the clips over processes).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from quality import PAIRED_METRICS, _mean, append_line, paired, read_rows, run_one  # noqa: E402
+from model_zoo import load_model, toy  # noqa: E402
+
+SEED = 700   # a clip stream of its own: not quality.py's (500), not training's (>= toy.TRAIN_SEED)
+
+
+def parse_variant(text: str) -> dict:
+    """``"lr=0.3,subsample=3"`` -> {"lr": 0.3, "subsample": 3}; ``"fast"`` or ``""`` -> {} (the preset as is)."""
+    out = {}
+    # split at the commas that start a new key=, not inside a value such as areas=(0.1, 0.2)
+    for part in filter(None, (p.strip() for p in re.split(r",\s*(?=[A-Za-z_]\w*\s*=)", text))):
+        if part == "fast":
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"variant part {part!r} is not key=value")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"value of {key.strip()!r} is not a Python literal: {value.strip()!r}") from None
+    return out
+
+
+def report(rows: list[dict], variants: list[str]) -> dict:
+    base = variants[0]
+    out = {}
+    for v in variants:
+        rs = [r for r in rows if r["method"] == v]
+        if not rs:
+            continue
+        out[v] = {"clips": len(rs), "iterations": _mean([r["iterations"] for r in rs]),
+                  "seconds": _mean([r["seconds"] for r in rs]),
+                  **{m: _mean([float(r[m]) for r in rs]) for m in PAIRED_METRICS}}
+        if v != base:
+            out[v]["minus_" + base] = paired(rows, v, base)
+    return out
+
+
+def table(summary: dict, variants: list[str]) -> str:
+    base = variants[0]
+    lines = [f"| variant | clips | iterations | s / clip | insertion | pointing game | mass in tube | temporal hit "
+             f"| Δ pointing game vs {base} | Δ mass in tube vs {base} | Δ insertion vs {base} |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for v in variants:
+        p = summary.get(v)
+        if p is None:
+            continue
+        d = p.get("minus_" + base)
+
+        def delta(m):
+            return "–" if d is None else f"{d[m]:+.3f} ± {d[m + '_sem']:.3f}"
+        lines.append(f"| {v} | {p['clips']} | {p['iterations']:.0f} | {p['seconds']:.1f} | {p['insertion']:.3f} | "
+                     f"{p['pointing_game']:.3f} | {p['mass_in_tube']:.3f} | {p['temporal_hit']:.2f} | "
+                     f"{delta('pointing_game')} | {delta('mass_in_tube')} | {delta('insertion')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variants", nargs="+", required=True,
+                    help='Settings overrides per variant, e.g. "lr=0.1" "lr=0.3,subsample=3"; the first is the '
+                         'baseline ("fast": the preset as it is)')
+    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=128, help="deletion/insertion steps")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the optimisation (not of the clips)")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--shard", default="0/1", metavar="I/N", help="run clips i with i %% N == I")
+    ap.add_argument("--jsonl", default="benchmarks/results/tune.jsonl", help="per-clip rows (resumable)")
+    ap.add_argument("--json", default=None, help="write the summary here")
+    a = ap.parse_args(argv)
+    try:
+        overrides = {v: parse_variant(v) for v in a.variants}
+    except ValueError as e:
+        ap.error(str(e))
+    shard, shards = (int(x) for x in a.shard.split("/"))
+    torch.set_num_threads(a.threads)
+    model = load_model("toy")
+    items = toy.generate(a.clips, seed=SEED)
+    path = Path(a.jsonl)
+    rows = read_rows(path)
+    rows = [r for r in rows if r.get("clip_seed") == SEED and r.get("steps") == a.steps and r.get("seed") == a.seed
+            and r["clip"] < a.clips and r["method"] in overrides]
+    done = {(r["method"], r["clip"]) for r in rows}
+    for i in range(shard, a.clips, shards):
+        for v in a.variants:
+            if (v, i) in done:
+                continue
+            row = run_one(model, items[i], i, "step", a.steps, "block", "blur", a.seed, overrides[v])
+            row.update(method=v, overrides=overrides[v], clip_seed=SEED)
+            rows.append(row)
+            append_line(path, row)
+            print(f"{v:24s} clip {i:3d}: {row['iterations']} it, ins {row['insertion']:.3f} "
+                  f"pg {row['pointing_game']:.2f} tube {row['mass_in_tube']:.3f} {row['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
+    if shards > 1:
+        return 0
+    rows = list({(r["method"], r["clip"]): r for r in rows}.values())
+    summary = report(rows, a.variants)
+    print(f"STEP fast-preset variants on toy clips seed {SEED} (target = true class); Δ = paired difference "
+          f"± its standard error.\n")
+    print(table(summary, a.variants))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"clip_seed": SEED, "clips": a.clips, "threads": a.threads,
+                                            "variants": {v: overrides[v] for v in a.variants},
+                                            "summary": summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The quality benchmark's summaries, on made-up rows (the benchmark itself takes minutes per method)."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+
+
+def _row(method, clip, **metrics):
+    base = dict(insertion=0.5, deletion=0.5, pointing_game=0.5, mass_in_tube=0.1, temporal_hit=True,
+                seconds=1.0, curve_seconds=1.0, label=0, predicted=0)
+    return dict(base, method=method, clip=clip, **metrics)
+
+
+def test_paired_difference_uses_shared_clips_and_the_spread_of_the_differences():
+    # paper ran on clips 0-3 and 9, fast on 0-3 only; fast is higher by 0.1, 0.3, 0.1, 0.3 on pointing game
+    rows = [_row("step", i, pointing_game=p) for i, p in enumerate([0.6, 0.8, 0.6, 0.8])]
+    rows += [_row("step-paper", i, pointing_game=0.5) for i in range(4)] + [_row("step-paper", 9, pointing_game=0.0)]
+    d = quality.paired(rows, "step", "step-paper")
+    assert d["clips"] == 4
+    assert d["pointing_game"] == pytest.approx(0.2)
+    assert d["pointing_game_sem"] == pytest.approx(math.sqrt(4 * 0.01 / 3) / 2)   # sd of ±0.1 around 0.2, / sqrt 4
+    assert d["insertion"] == pytest.approx(0.0) and d["insertion_sem"] == pytest.approx(0.0)
+
+
+def test_summary_carries_the_paired_comparison_and_the_table_prints_it():
+    rows = [_row(m, i, insertion=v + 0.01 * i) for i in range(3)
+            for m, v in (("step", 0.9), ("step-paper", 0.8), ("random", 0.5))]
+    s = quality.summarise(rows, ["step", "step-paper", "random"])
+    assert s["fast_minus_paper"]["insertion"] == pytest.approx(0.1)
+    assert s["methods"]["step"]["clips"] == 3
+    text = quality.table(s, {"clips": 3, "accuracy": 1.0, "unit": "block", "substrate": "blur", "steps": 128,
+                             "device": "cpu"})
+    assert "STEP (fast) − STEP (paper) on the 3 clips both ran (paired): insertion +0.100 ± 0.000" in text
+    assert "fast_minus_paper" not in quality.summarise([r for r in rows if r["method"] != "step-paper"],
+                                                       ["step", "random"])
+
+
+_spec_t = importlib.util.spec_from_file_location("tune", Path(__file__).parents[1] / "benchmarks" / "tune.py")
+tune = importlib.util.module_from_spec(_spec_t)
+_spec_t.loader.exec_module(tune)
+
+
+def test_tune_variants_parse_as_settings_overrides():
+    assert tune.parse_variant("lr=0.3, subsample=3") == {"lr": 0.3, "subsample": 3}
+    assert tune.parse_variant("fast") == {} and tune.parse_variant("areas=(0.1, 0.2)") == {"areas": (0.1, 0.2)}
+    with pytest.raises(ValueError, match="not key=value"):
+        tune.parse_variant("lr")
+    with pytest.raises(ValueError, match="not a Python literal"):
+        tune.parse_variant("lr=fast")
+
+
+def test_tune_runs_each_variant_on_the_same_clips_and_resumes(tmp_path, capsys):
+    jsonl, out = tmp_path / "t.jsonl", tmp_path / "t.json"
+    args = ["--variants", "iterations=2", "iterations=3,lr=0.2", "--clips", "1", "--steps", "8", "--threads", "1",
+            "--jsonl", str(jsonl), "--json", str(out)]
+    assert tune.main(args) == 0
+    import json
+    s = json.loads(out.read_text())["summary"]
+    assert s["iterations=2"]["iterations"] == 2 and s["iterations=3,lr=0.2"]["iterations"] == 3
+    assert s["iterations=3,lr=0.2"]["minus_iterations=2"]["clips"] == 1
+    assert len(jsonl.read_text().splitlines()) == 2
+    assert tune.main(args) == 0                       # resumed: nothing recomputed
+    assert len(jsonl.read_text().splitlines()) == 2
+    assert "| iterations=3,lr=0.2 | 1 | 3 |" in capsys.readouterr().out
