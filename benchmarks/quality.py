@@ -83,6 +83,16 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
             "iterations": exp.iterations}
 
 
+def parse_shard(ap: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """``--shard I/N`` as (I, N), or the parser's usage error."""
+    try:
+        shard, shards = (int(x) for x in text.split("/"))
+        assert 0 <= shard < shards
+    except (ValueError, AssertionError):
+        ap.error(f"--shard must be I/N with 0 <= I < N, not {text!r}")
+    return shard, shards
+
+
 def read_rows(path: Path) -> list[dict]:
     """The rows of a results JSONL file (creating its folder); a line torn by an interrupted run is skipped."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,11 +240,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", default="benchmarks/results/quality.jsonl", help="per-clip results (resumable)")
     ap.add_argument("--json", default=None, help="write the summary here")
     a = ap.parse_args(argv)
-    try:
-        shard, shards = (int(x) for x in a.shard.split("/"))
-        assert 0 <= shard < shards
-    except (ValueError, AssertionError):
-        ap.error(f"--shard must be I/N with 0 <= I < N, not {a.shard!r}")
+    shard, shards = parse_shard(ap, a.shard)
     torch.set_num_threads(a.threads)
     n = a.clips or (QUICK_CLIPS if a.quick else 30)
     methods = a.methods or (QUICK if a.quick else list(METHODS))

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality import PAIRED_METRICS, _mean, append_line, paired, read_rows, run_one  # noqa: E402
+from quality import PAIRED_METRICS, _mean, append_line, paired, parse_shard, read_rows, run_one  # noqa: E402
 from model_zoo import load_model, toy  # noqa: E402
 
 SEED = 700   # a clip stream of its own: not quality.py's (500), not training's (>= toy.TRAIN_SEED)
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         overrides = {v: parse_variant(v) for v in a.variants}
     except ValueError as e:
         ap.error(str(e))
-    shard, shards = (int(x) for x in a.shard.split("/"))
+    shard, shards = parse_shard(ap, a.shard)
     torch.set_num_threads(a.threads)
     model = load_model("toy")
     items = toy.generate(a.clips, seed=SEED)

@@ -67,3 +67,9 @@ def test_tune_runs_each_variant_on_the_same_clips_and_resumes(tmp_path, capsys):
     assert tune.main(args) == 0                       # resumed: nothing recomputed
     assert len(jsonl.read_text().splitlines()) == 2
     assert "| iterations=3,lr=0.2 | 1 | 3 |" in capsys.readouterr().out
+
+
+def test_a_bad_shard_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit):
+        tune.main(["--variants", "fast", "--shard", "2/2", "--jsonl", str(tmp_path / "t.jsonl")])
+    assert not (tmp_path / "t.jsonl").exists()
