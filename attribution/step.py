@@ -56,6 +56,9 @@ KEY_FRAMES = 8          # K_t of the ellipsoid at 16 frames; min(8, T/2) for sho
 PAPER_AREAS = (0.05, 0.10, 0.15, 0.50)  # default areas of run_all.py (§1.8)
 
 METHODS = ("step", "3d-ep", "2d-ep")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # autocast of the model's forward; "auto": by the hardware
+BF16_CAPABILITY = (8, 0)   # CUDA compute capability from which bf16 runs natively (Ampere and newer)
+FP16_LOSS_SCALE = 2.0 ** 12  # fp16 backward: the reward is scaled so small gradients do not underflow
 GAMES = ("preserve", "delete", "dual")
 PERTURBATIONS = ("blur", "fade")
 
@@ -87,7 +90,8 @@ class Settings:
     subsample: int | None = None     # smooth-max evaluated at this many points per cell side (None: every px)
     early_stop: float = 0.0          # stop when the mean mask change over 10 iterations falls below this
     min_iterations: int = 0          # never stop early before this iteration
-    autocast: bool = False           # bf16 autocast of the model on CUDA
+    precision: str = "auto"          # model forward: "auto" (bf16 / fp16 on CUDA by capability, fp32 on CPU),
+    #                                  "fp32", "bf16" or "fp16"; masks, losses and their gradients stay fp32
     compile: bool | None = None      # torch.compile the smooth-max (same numbers); None: when iterations >= 100
     batch: int | None = None         # masks per model call (None: all); halves itself on CUDA out-of-memory
 
@@ -108,10 +112,9 @@ PRESETS = {
     # Ours: the same objective in 1/6 of the iterations, with the schedule scaled to match: the area weight
     # growing 6x faster (it would end at the same value), the L_K warm-up 1/6 as long, the learning rate 6x
     # (the same total step, lr x iterations = 60), the smooth-max evaluated at 2x2 points per cell and
-    # interpolated, early stop once the mask has settled (on the toy, at 100-140 iterations), bf16 autocast
-    # on CUDA. At lr 0.1 the masks were less concentrated and the pointing game lower (benchmarks/quality.py).
+    # interpolated, early stop once the mask has settled (on the toy, at 100-140 iterations). At lr 0.1 the masks were less concentrated and the pointing game lower (benchmarks/quality.py).
     "fast": dict(iterations=200, area_growth=AREA_GROWTH ** 6, core_warmup=17, lr=0.3, subsample=2,
-                 early_stop=2e-4, min_iterations=100, autocast=True),
+                 early_stop=2e-4, min_iterations=100),
 }
 
 
@@ -457,28 +460,68 @@ def final_map(masks: torch.Tensor, final_blur: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- the loop
-def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, amp, compiled=False):
+_PRECISION_NAME = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def autocast_dtype(device, precision: str = "auto", capability: tuple | None = None) -> torch.dtype | None:
+    """The dtype the model's forward is autocast to on ``device``, or None for plain fp32.
+
+    ``auto``: fp32 on the CPU (bf16 there is emulated and slower); on CUDA bf16 from compute capability 8.0
+    (Ampere, Hopper), fp16 below (a T4 is 7.5 and has no bf16 units). ``capability`` (major, minor) stands in
+    for the device's own, so the choice can be tested without a GPU. ``fp32``, ``bf16`` and ``fp16`` force it.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+    device = torch.device(device)
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if capability is None:
+        capability = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if tuple(capability) >= BF16_CAPABILITY else torch.float16
+
+
+def describe_precision(device, precision: str = "auto", capability: tuple | None = None) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: what :func:`autocast_dtype` chooses, as a word for reports."""
+    return _PRECISION_NAME[autocast_dtype(device, precision, capability)]
+
+
+def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, dtype=None, compiled=False):
     """Rewards of the perturbed clips, back-propagated to ``mask`` (a leaf), ``chunk`` masks per model call.
 
+    The model's forward runs under autocast to ``dtype`` (None: fp32); the reward is computed in fp32. Under
+    fp16 the backward pass is scaled by ``FP16_LOSS_SCALE`` (and by half again whenever a gradient overflows)
+    and ``mask.grad`` unscaled, as mixed-precision training does, so the mask's gradient keeps its fp32 value.
     Returns (reward (n,), probability of the target under the first game (n,), model evaluations).
     """
-    rewards, probs, evaluations = [], [], 0
-    for lo in range(0, mask.shape[0], chunk):
-        m, t = mask[lo:lo + chunk], tgt[lo:lo + chunk]
-        total = 0
-        for game in games:
-            m_game = m if game == "preserve" else 1 - m
-            x = _compiled_fn(compiled, apply_pyramid, pyramid, m_game, grad=1)(pyramid, m_game)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            r = reward(logits, t, game)
-            total = total + r
-            evaluations += x.shape[0]
-            if game == games[0]:
-                probs.append(torch.exp(-r.detach()) if game == "preserve" else -torch.expm1(-r.detach()))
-        (weight * total).sum().backward()
-        rewards.append(total.detach())
-    return torch.cat(rewards), torch.cat(probs), evaluations
+    scale = FP16_LOSS_SCALE if dtype == torch.float16 else 1.0
+    while True:
+        rewards, probs, evaluations = [], [], 0
+        for lo in range(0, mask.shape[0], chunk):
+            m, t = mask[lo:lo + chunk], tgt[lo:lo + chunk]
+            total = 0
+            for game in games:
+                m_game = m if game == "preserve" else 1 - m
+                x = _compiled_fn(compiled, apply_pyramid, pyramid, m_game, grad=1)(pyramid, m_game)
+                with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    logits = model(x)
+                r = reward(logits, t, game)
+                total = total + r
+                evaluations += x.shape[0]
+                if game == games[0]:
+                    probs.append(torch.exp(-r.detach()) if game == "preserve" else -torch.expm1(-r.detach()))
+            (weight * scale * total).sum().backward()
+            rewards.append(total.detach())
+        if scale == 1.0:
+            return torch.cat(rewards), torch.cat(probs), evaluations
+        if bool(torch.isfinite(mask.grad).all()) or scale <= 1.0:
+            mask.grad.div_(scale)
+            return torch.cat(rewards), torch.cat(probs), evaluations
+        scale = max(1.0, scale / 2)   # an fp16 gradient overflowed: redo the step at half the scale
+        mask.grad = None
 
 
 @dataclasses.dataclass
@@ -576,7 +619,7 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
 
     compiled = cfg.compile if cfg.compile is not None else cfg.iterations >= COMPILE_MIN_ITERATIONS
     opt = torch.optim.SGD([params], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening)
-    amp = cfg.autocast and device.type == "cuda"
+    dtype = autocast_dtype(device, cfg.precision)
     history = {"iteration": [], "energy": [], "reward": [], "prob": [], "area_error": []}
     lam_area, evaluations, done = cfg.area_weight, 0, 0
     chunk = min(cfg.batch or n, n)
@@ -593,8 +636,8 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
         mask_in = mask.detach().requires_grad_(True)
         while True:
             try:
-                rew, prob, evals = _model_terms(model, pyramid, mask_in, tgt, games, cfg.reward_weight, chunk, amp,
-                                                 compiled)
+                rew, prob, evals = _model_terms(model, pyramid, mask_in, tgt, games, cfg.reward_weight, chunk,
+                                                 dtype, compiled)
                 break
             except torch.OutOfMemoryError:  # accelerator memory (CUDA, MPS, XPU)
                 if chunk == 1:
@@ -642,6 +685,8 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
         _, mask = smooth_mask(params, geo, mkernel, H, W)   # once, without gradients: eager (no recompile)
         masks = mask.view(G, A, T, H, W).float()
         saliency = torch.stack([final_map(masks[g], cfg.final_blur) for g in range(G)])
-    cfg = dataclasses.replace(cfg, compile=bool(compiled and not _COMPILED.get("broken")))
+    # Record what ran: the precision the hardware chose ("auto" resolved) and whether compiling worked.
+    cfg = dataclasses.replace(cfg, compile=bool(compiled and not _COMPILED.get("broken")),
+                              precision=_PRECISION_NAME[dtype])
     return Result(masks=masks.cpu(), saliency=saliency.cpu(), history=history, iterations=done,
                   evaluations=evaluations, settings=cfg)

@@ -16,8 +16,8 @@ Sections, all measured in one run on one device:
 * **scaling**: seconds per iteration and peak memory of the ``fast`` preset on the toy network as frames,
   resolution, areas and targets grow (one factor at a time). Peak memory is ``torch.cuda.max_memory_allocated``
   on CUDA; on a CPU, the growth of the process's resident memory sampled every 2 ms (approximate).
-* **clip seconds** (``--clip-seconds``): per-iteration time of each preset, fp32 and bf16 autocast, on the
-  named models with random weights, times the preset's iteration count: the seconds one clip would take.
+* **clip seconds** (``--clip-seconds``): per-iteration time of each preset, fp32 against the automatic
+  precision (bf16 or fp16 autocast, chosen by the GPU's compute capability), on the named models with random weights, times the preset's iteration count: the seconds one clip would take.
 
 Imports only torch, the engine and the model zoo (transformers / pytorchvideo for those models), so it runs on
 a bare CUDA machine. Prints markdown tables; ``--json`` writes every figure (keys in the issue: overhead_ratio,
@@ -91,7 +91,7 @@ class PeakMemory:
             self.peak = (_status_kb("VmHWM") - self._base) / 1024
 
 
-def bare_pass_seconds(model, batch: int, device, autocast: bool, repeats: int) -> float:
+def bare_pass_seconds(model, batch: int, device, dtype, repeats: int) -> float:
     """Median seconds of the model's forward + backward to the input on ``batch`` clips (after a warm-up)."""
     x = torch.rand(batch, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
     tgt = torch.zeros(batch, dtype=torch.long, device=device)
@@ -101,7 +101,7 @@ def bare_pass_seconds(model, batch: int, device, autocast: bool, repeats: int) -
             xi = x.clone().requires_grad_(True)
             _sync(device)
             t0 = time.perf_counter()
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast and device.type == "cuda"):
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = model(xi)
             S.reward(logits, tgt, "preserve").sum().backward()
             _sync(device)
@@ -143,14 +143,14 @@ def overhead(names, device, repeats: int, single_area: bool) -> list[dict]:
             st = _settings(model, preset)
             if single_area:
                 st = dataclasses.replace(st, areas=st.areas[:1])
-            amp = st.autocast and device.type == "cuda"
+            amp = S.autocast_dtype(device, st.precision)
             it, _ = iteration_seconds(model, clip, st, repeats)
             if (len(st.areas), amp) not in bares:  # the same batch in both presets: measured once
                 bares[len(st.areas), amp] = bare_pass_seconds(model, len(st.areas), device, amp, repeats)
             bare = bares[len(st.areas), amp]
             rows.append({"model": name, "preset": preset, "batch": len(st.areas), "frames": model.num_frames,
                          "crop": model.crop_size, "iteration_s": it, "bare_s": bare, "ratio": it / bare,
-                         "compile": st.compile, "autocast": amp})
+                         "compile": st.compile, "precision": S.describe_precision(device, st.precision)})
             print(f"overhead {name}/{preset}: {it:.3f} s / {bare:.3f} s = {it / bare:.2f}", file=sys.stderr,
                   flush=True)
         del model
@@ -247,13 +247,14 @@ def clip_seconds(names, device, repeats: int) -> list[dict]:
         model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
         clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
         for preset in ("fast", "paper"):
-            for amp in (False, True):
-                st = dataclasses.replace(_settings(model, preset), autocast=amp)
+            for precision in ("fp32", "auto"):
+                st = dataclasses.replace(_settings(model, preset), precision=precision)
+                word = S.describe_precision(device, precision)
                 it, peak = iteration_seconds(model, clip, st, repeats)
-                rows.append({"model": name, "preset": preset, "bf16": amp and device.type == "cuda",
+                rows.append({"model": name, "preset": preset, "precision": word,
                              "iteration_s": it, "iterations": st.iterations, "clip_s": it * st.iterations,
                              "peak_mb": peak})
-                print(f"clip seconds {name}/{preset}/{'bf16' if amp else 'fp32'}: {it * st.iterations:.1f} s",
+                print(f"clip seconds {name}/{preset}/{word}: {it * st.iterations:.1f} s",
                       file=sys.stderr, flush=True)
         del model
         clear_cache()
@@ -295,7 +296,7 @@ def report(res: dict) -> str:
     if res.get("clip_seconds"):
         lines += _table("Seconds per clip (per-iteration median × the preset's iterations):",
                         ["model", "preset", "precision", "s / iteration", "s / clip", "peak MB"],
-                        [[r["model"], r["preset"], "bf16" if r["bf16"] else "fp32", f"{r['iteration_s']:.3f}",
+                        [[r["model"], r["preset"], r["precision"], f"{r['iteration_s']:.3f}",
                           f"{r['clip_s']:.1f}", f"{r['peak_mb']:.0f}"] for r in res["clip_seconds"]])
     return "\n".join(lines)
 
@@ -311,7 +312,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed iterations / passes (default 5; quick 2)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "fast-vs-paper", "scaling"])
     ap.add_argument("--clip-seconds", nargs="*", default=None, metavar="MODEL",
-                    help="also time whole clips, fp32 and bf16, on these models (e.g. videomae-b x3d_m slowfast_r50)")
+                    help="also time whole clips, fp32 and the automatic precision, on these models (e.g. videomae-b x3d_m slowfast_r50)")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
