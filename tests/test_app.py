@@ -167,7 +167,7 @@ def test_compare_callback(app, clip):
 
 @pytest.mark.parametrize("name", ["empty", "corrupt", "audio only", "image renamed to mp4", "huge resolution",
                                   "too long", "one frame", "unknown target", "model needs network"])
-def test_bad_inputs_give_one_sentence(app, bad_inputs, clip, name):
+def test_bad_inputs_give_one_sentence(app, bad_inputs, clip, name, no_network):
     import gradio as gr
     path, model, target, message = _bad(bad_inputs, name, clip)
     with pytest.raises(gr.Error) as err:
@@ -286,7 +286,7 @@ def test_client_explains_an_example_clip(app, client, clip):
     assert "The model sees" in text
 
 
-def test_client_bad_inputs_then_a_good_request(app, client, bad_inputs, clip):
+def test_client_bad_inputs_then_a_good_request(app, client, bad_inputs, clip, no_network):
     """Each bad input answers its one sentence; the server keeps serving."""
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -320,3 +320,154 @@ def test_warm_up_compiles_the_generator_for_the_default_request(app, monkeypatch
     c = toy.generate(1, seed=3)[0]
     explain(load_model(app.DEFAULT_MODEL), c.frames, preset="fast", iterations=1, compile=True)
     assert set(seen) == warmed
+
+
+# ------------------------------------------------------------------------------------ the verdict sentence
+def _explanation(curves=None, event=None, peak=5):
+    """What summary_markdown reads of an Explanation, built by hand."""
+    import types
+    temporal = np.full(16, 0.1)
+    temporal[peak] = 1.0
+    return types.SimpleNamespace(topk=[("moving left", 0.9), ("moving up", 0.1)], label="moving left",
+                                 probability=0.9, method="step", preset="fast", iterations=100,
+                                 timings={"total": 1.0}, peak_frame=peak, temporal=temporal, source={},
+                                 event=event, curves=curves)
+
+
+def _curves(deletion, random_deletion, insertion, random_insertion):
+    import types
+    return types.SimpleNamespace(auc_deletion=deletion, auc_random_deletion=random_deletion,
+                                 auc_insertion=insertion, auc_random_insertion=random_insertion)
+
+
+@pytest.mark.parametrize("aucs, verdict", [
+    ((0.20, 0.50, 0.80, 0.40), "beats random on both"),           # deletion lower, insertion higher: both win
+    ((0.20, 0.50, 0.40, 0.80), "beats random on one of the two"),  # only deletion wins
+    ((0.60, 0.50, 0.80, 0.40), "beats random on one of the two"),  # only insertion wins
+    ((0.60, 0.30, 0.30, 0.60), "does no better than random"),      # the wrong way round on both
+    ((0.495, 0.50, 0.505, 0.50), "does no better than random"),    # within the margin on both
+])
+def test_the_verdict_reads_each_curve_the_right_way_round(app, aucs, verdict):
+    text = app.summary_markdown(_explanation(_curves(*aucs)))
+    assert f"this map {verdict}" in text
+    assert f"deletion AUC **{aucs[0]:.3f}**" in text and f"insertion AUC **{aucs[2]:.3f}**" in text
+
+
+def test_the_summary_says_whether_the_peak_is_in_the_known_window(app):
+    assert "the peak is inside that window" in app.summary_markdown(_explanation(event=(3, 9), peak=8))
+    assert "the peak is outside that window" in app.summary_markdown(_explanation(event=(3, 9), peak=9))
+    assert "frames 4 to 9" in app.summary_markdown(_explanation(event=(3, 9)))
+    assert "Known evidence" not in app.summary_markdown(_explanation())
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+MODEL_EVENTS = {"predict_clip", "explain_clip", "compare_clip", "load_example_output"}
+
+
+def test_every_model_running_event_shares_one_concurrency_group(app):
+    runners = [fn for fn in app.demo.fns.values() if fn.name in MODEL_EVENTS]
+    assert sorted(fn.name for fn in runners) == sorted(MODEL_EVENTS)
+    assert len({fn.concurrency_id for fn in runners}) == 1
+    assert {fn.concurrency_limit for fn in runners} == {app.CONCURRENCY}
+    assert app.demo._queue.max_size == app.MAX_QUEUE
+
+
+def _wrap_model_events(demo, monkeypatch, around):
+    """Replace every model-running callback of ``demo`` by ``around(original)`` for the test."""
+    for block_fn in demo.fns.values():
+        if block_fn.name in MODEL_EVENTS:
+            monkeypatch.setattr(block_fn, "fn", around(block_fn.fn))
+
+
+def _others_wait(queue, n: int, settle: float = 0.5, limit: float = 120) -> bool:
+    """True once ``n`` requests have sat in ``queue`` for ``settle`` seconds on end (a request its concurrency
+    group let start would have left the queue within milliseconds); False if that never happens (hang guard)."""
+    since, end = None, time.monotonic() + limit
+    while time.monotonic() < end:
+        if len(queue) >= n:
+            since = since or time.monotonic()
+            if time.monotonic() - since >= settle:
+                return True
+        else:
+            since = None
+        time.sleep(0.02)
+    return False
+
+
+def test_simultaneous_requests_never_run_the_model_at_once(app, client, clip, monkeypatch):
+    """Explain, predict and compare sent together: each callback is held inside until the requests that have
+    not started are seen waiting in the queue; entry and exit times show one request at a time."""
+    import functools
+    import threading
+    from gradio_client import handle_file
+    lock, log = threading.Lock(), {"active": 0, "most": 0, "entered": 0, "spans": [], "waited": []}
+    expected = 3
+
+    def around(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            with lock:
+                log["active"] += 1
+                log["entered"] += 1
+                log["most"] = max(log["most"], log["active"])
+                not_started = expected - log["entered"]
+            entered = time.monotonic()
+            try:
+                log["waited"].append(_others_wait(app.demo._queue, not_started))
+                return fn(*args, **kwargs)
+            finally:
+                with lock:
+                    log["active"] -= 1
+                    log["spans"].append((entered, time.monotonic()))
+        return inner
+    _wrap_model_events(app.demo, monkeypatch, around)
+    video = handle_file(clip)
+    jobs = [client.submit(video=video, model="toy", target="", method="random", preset="fast", curves=False,
+                          api_name="/explain"),
+            client.submit(video=video, model="toy", api_name="/predict"),
+            client.submit(video=video, model="toy", target="", methods=["random"], api_name="/compare")]
+    explained, predicted, compared = [job.result(timeout=600) for job in jobs]
+    assert len(explained[0]["confidences"]) == 4 and len(predicted[0]["confidences"]) == 4
+    assert Path(compared[0]).exists()
+    assert log["entered"] == expected and log["waited"] == [True] * expected   # the others really were waiting
+    assert log["most"] == 1
+    spans = sorted(log["spans"])
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+
+
+def test_the_request_past_the_queue_limit_gets_its_sentence(app, clip, monkeypatch, tmp_path):
+    """A page built with a queue of one: one request runs, one waits, the next is refused in words."""
+    import functools
+    import threading
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import QueueError
+    monkeypatch.setattr(app, "MAX_QUEUE", 1)
+    demo = app.build_demo()
+    assert demo._queue.max_size == 1
+    inside, release = threading.Event(), threading.Event()
+
+    def around(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            inside.set()
+            release.wait(300)
+            return fn(*args, **kwargs)
+        return inner
+    _wrap_model_events(demo, monkeypatch, around)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
+    try:
+        c = Client(url, verbose=False, download_files=str(tmp_path))
+        video = handle_file(clip)
+        ask = functools.partial(c.submit, video=video, model="toy", api_name="/predict")
+        running = ask()
+        assert inside.wait(300)
+        waiting = ask()
+        assert _others_wait(demo._queue, 1, settle=0.2)
+        refused = ask()
+        with pytest.raises(QueueError, match="Queue is full"):
+            refused.result(timeout=300)
+        release.set()
+        assert all(len(job.result(timeout=300)[0]["confidences"]) == 4 for job in (running, waiting))
+    finally:
+        release.set()
+        demo.close()

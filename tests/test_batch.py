@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,71 @@ def test_clip_ids_are_unique_and_merge_keeps_one_line_per_clip(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert rows == [{"id": "x", "status": "ok"}, {"id": "y", "status": "ok"}]
     assert Bt.done_ids(tmp_path) == {"x", "y"}
+
+
+# The first run of the kill test: the real CLI, except that the third clip's call blocks once its files are
+# written (before its result line), so that the test kills the process at a known point: mid-clip.
+_STALL_THIRD_CLIP = """
+import sys, time
+import attribution.batch as batch
+from attribution.cli import main
+real, calls = batch.explain_clip, []
+
+def explain_clip(*args, **kwargs):
+    calls.append(args[1])
+    row = real(*args, **kwargs)
+    if len(calls) == 3:
+        open(sys.argv[1], "w").close()
+        time.sleep(3600)
+    return row
+
+batch.explain_clip = explain_clip
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _tree(folder: Path) -> dict:
+    """Every file under ``folder``: (inode, mtime in ns, bytes), to tell a file left alone from one rewritten."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_batch_killed_mid_run_resumes_every_clip_exactly_once(clips, tmp_path):
+    """The CLI batch in a subprocess, killed (SIGKILL) while the third clip is in flight, then run again: the
+    retryable error of the first run is retried, the finished clip is not touched, every clip ends done once."""
+    out, stalled = tmp_path / "out", tmp_path / "stalled"
+    out.mkdir()
+    (out / "clip0").write_text("a file where clip0's folder goes: saving fails with an OSError (retryable)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["batch", str(clips), "--model", "toy", "--method", "frame-difference", "--out", str(out), "--quiet"]
+    first = subprocess.Popen([sys.executable, "-c", _STALL_THIRD_CLIP, str(stalled), *args], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3000):                       # poll (up to 5 minutes) for the marker of the stalled clip
+            if stalled.exists() or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert stalled.exists(), first.communicate(timeout=60)
+    finally:
+        first.kill()
+        first.communicate(timeout=60)
+    rows = Bt.read_results(out)
+    assert [(r["id"], r["status"]) for r in rows] == [("clip0", "error"), ("clip1", "ok")]
+    assert rows[0]["final"] is False and rows[0]["error_type"] in ("FileExistsError", "NotADirectoryError")
+    assert (out / "clip2" / "summary.json").exists()         # the clip in flight wrote its files, not its line
+    finished = _tree(out / "clip1")
+
+    (out / "clip0").unlink()                                  # the cause of the retryable error is gone
+    second = subprocess.run([sys.executable, "-m", "attribution", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    stats = json.loads(second.stdout.strip().splitlines()[-1])
+    assert (stats["skipped"], stats["ok"], stats["errors"]) == (1, 3, 0)   # only clip1 counted as done
+    rows = Bt.read_results(out)
+    ok = [r["id"] for r in rows if r["status"] == "ok"]
+    assert sorted(ok) == ["clip0", "clip1", "clip2", "clip3"] and len(ok) == 4      # each clip done exactly once
+    assert _tree(out / "clip1") == finished                                          # the finished clip untouched
+    for cid in ("clip0", "clip2", "clip3"):
+        summary = json.loads((out / cid / "summary.json").read_text())
+        assert summary["source"]["path"].endswith(f"{cid}.mp4") and summary["method"] == "frame-difference"
+    assert Bt.done_ids(out) == {"clip0", "clip1", "clip2", "clip3"}                 # a third run has nothing to do
