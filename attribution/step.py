@@ -54,6 +54,15 @@ CORE_WEIGHT = 300.0     # λ_K after the warm-up (§1.6)
 CORE_WARMUP = 100       # λ_K = 0 for the first 100 iterations (§1.6)
 KEY_FRAMES = 8          # K_t of the ellipsoid at 16 frames; min(8, T/2) for shorter clips (§1.6)
 PAPER_AREAS = (0.05, 0.10, 0.15, 0.50)  # default areas of run_all.py (§1.8)
+# Borders (issue 20). The extremal-perturbation formulation (Fong et al. 2019, smooth masks) pads the mask's
+# parameter grid with zeros: beyond the image nothing is preserved. The authors blur the *normalised* clip
+# with zero padding, i.e. towards the model's mean colour near the borders (DESIGN §3.3: the pyramid).
+PARAM_PADDINGS = ("zero", "replicate")   # parameters beyond the image: 0, or the nearest edge cell's value
+BLUR_BORDERS = ("mean", "reflect")       # blur pyramid beyond the image: the mean colour, or the mirrored clip
+# 2D-EP as the authors ran it in their frame-wise video toolkit (the TCSVT paper's 2D-EP baseline; issue 20):
+# the reward weighted 100 (STEP: 1), the area weight fixed at AREA_WEIGHT (no growth), one area per run.
+EP2D_REWARD_WEIGHT = 100.0
+EP2D_AREA_GROWTH = 1.0
 
 METHODS = ("step", "3d-ep", "2d-ep")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # autocast of the model's forward; "auto": by the hardware
@@ -94,6 +103,10 @@ class Settings:
     #                                  "fp32", "bf16" or "fp16"; masks, losses and their gradients stay fp32
     compile: bool | None = None      # torch.compile the smooth-max (same numbers); None: when iterations >= 100
     batch: int | None = None         # masks per model call (None: all); halves itself on CUDA out-of-memory
+    param_padding: str = "zero"      # mask parameters beyond the image: "zero" (the paper's) or "replicate"
+    blur_border: str = "mean"        # blur pyramid beyond the image: "mean" colour (the paper's) or "reflect"
+    method_defaults: bool = True     # 2D-EP: its own reward weight, fixed area weight and one area for the
+    #                                  fields left at a preset's value (method_settings); False: as given
 
     def scaled(self, height: int) -> "Settings":
         """Fill the size-dependent constants for an input of ``height`` px."""
@@ -107,15 +120,57 @@ class Settings:
 
 
 PRESETS = {
-    # The paper's optimisation as the authors ran it (ALGORITHM.md §1).
+    # The paper's optimisation as the authors ran it (ALGORITHM.md §1): zero-padded mask parameters, the pyramid
+    # blurred towards the mean colour at the borders, 2D-EP with its own settings (method_settings).
     "paper": {},
     # Ours: the same objective in 1/6 of the iterations, with the schedule scaled to match: the area weight
     # growing 6x faster (it would end at the same value), the L_K warm-up 1/6 as long, the learning rate 6x
     # (the same total step, lr x iterations = 60), the smooth-max evaluated at 2x2 points per cell and
     # interpolated, early stop once the mask has settled (on the toy, at 100-140 iterations). At lr 0.1 the masks were less concentrated and the pointing game lower (benchmarks/quality.py).
     "fast": dict(iterations=200, area_growth=AREA_GROWTH ** 6, core_warmup=17, lr=0.3, subsample=2,
-                 early_stop=2e-4, min_iterations=100),
+                 early_stop=2e-4, min_iterations=100, param_padding="replicate", blur_border="reflect",
+                 method_defaults=False),
 }
+
+
+def single_area(areas: Sequence[float]) -> float:
+    """The lower median of ``areas``: one of them, mid-range (0.10 of the paper's areas, 0.02 of the toy's).
+
+    2D-EP keeps the same fraction of *every* frame, so its one area should be a typical size of the evidence
+    in a frame: the middle of the range the areas (the model's registry entry or the paper's) are chosen to
+    span, neither the tightest (which frames without evidence cannot honour) nor the loosest.
+    """
+    a = sorted(float(x) for x in areas)
+    return a[(len(a) - 1) // 2]
+
+
+def method_settings(settings: Settings, method: str, model_areas: Sequence[float] | None = None) -> Settings:
+    """The settings ``method`` runs with: ``settings`` itself, except for 2D-EP with ``method_defaults``.
+
+    2D-EP then takes its own values (issue 20; the frame-wise extremal perturbation of the authors' earlier
+    video toolkit) for every field still at the value of a preset (or, for the areas, at the model's areas):
+    reward weight ``EP2D_REWARD_WEIGHT``, the area weight fixed (growth ``EP2D_AREA_GROWTH``, so it stays at
+    ``area_weight``, 300) and one area, :func:`single_area` of the areas. A field set to anything else is
+    kept; ``method_defaults=False`` runs 2D-EP exactly as given (STEP's schedule).
+    """
+    if method != "2d-ep" or not settings.method_defaults:
+        return settings
+    presets = [Settings(**p) for p in PRESETS.values()]
+
+    def left(name: str) -> bool:
+        return getattr(settings, name) in {getattr(p, name) for p in presets}
+
+    default_areas = {tuple(float(a) for a in p.areas) for p in presets}
+    if model_areas:
+        default_areas.add(tuple(float(a) for a in model_areas))
+    changes = {}
+    if left("reward_weight"):
+        changes["reward_weight"] = EP2D_REWARD_WEIGHT
+    if left("area_growth"):
+        changes["area_growth"] = EP2D_AREA_GROWTH
+    if tuple(float(a) for a in settings.areas) in default_areas:
+        changes["areas"] = (single_area(settings.areas),)
+    return dataclasses.replace(settings, **changes)
 
 
 # ------------------------------------------------------------------------------------------ mask generator
@@ -123,19 +178,29 @@ def _as_int(x: float) -> int:
     return max(1, int(round(x)))
 
 
-def mask_geometry(height: int, width: int, step: float, sigma: float) -> dict:
+def mask_geometry(height: int, width: int, step: float, sigma: float, padding: str = "zero") -> dict:
     """Sizes of the parameter grid and padded canvas for an (H, W) mask.
 
     The step is rounded to whole pixels so that each cell covers step x step pixels; the canvas margin is σ,
-    and the parameter grid is padded (by replication) with enough cells that every canvas pixel sees a full
-    neighbourhood of radius ``ceil(1.5σ/step)`` cells, beyond which the kernel weight is below 0.14.
+    and the parameter grid is padded with enough cells that every canvas pixel sees a full neighbourhood of
+    radius ``ceil(1.5σ/step)`` cells, beyond which the kernel weight is below 0.14. ``padding``: the padded
+    cells hold zeros (the paper's: nothing beyond the image is preserved) or replicate the edge cells.
     """
+    if padding not in PARAM_PADDINGS:
+        raise InputError(f"param_padding must be one of {', '.join(PARAM_PADDINGS)}, not {padding!r}")
     step = _as_int(step)
     margin = _as_int(sigma)
     radius = math.ceil(1.5 * sigma / step)
     gh, gw = math.ceil(height / step), math.ceil(width / step)
     pad = math.ceil(margin / step) + radius
-    return dict(step=step, margin=margin, radius=radius, grid=(gh, gw), pad=pad)
+    return dict(step=step, margin=margin, radius=radius, grid=(gh, gw), pad=pad, padding=padding)
+
+
+def pad_params(params: torch.Tensor, pad: int, padding: str = "zero") -> torch.Tensor:
+    """The parameter grid (N,1,gh,gw) with ``pad`` cells on every side: zeros, or the edge cells replicated."""
+    if padding == "zero":
+        return F.pad(params, (pad, pad, pad, pad))
+    return F.pad(params, (pad, pad, pad, pad), mode="replicate")
 
 
 def smooth_mask_kernel(step: int, sigma: float, radius: int, subsample: int | None = None) -> torch.Tensor:
@@ -236,7 +301,7 @@ def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, heig
     n, _, gh, gw = params.shape
     k = 2 * r + 1
     s = int(math.isqrt(kernel.shape[0]))
-    p = F.pad(params, (pad, pad, pad, pad), mode="replicate")
+    p = pad_params(params, pad, geometry.get("padding", "zero"))
     cells_h, cells_w = gh + 2 * pad - 2 * r, gw + 2 * pad - 2 * r
     nb = p.unfold(2, k, 1).unfold(3, k, 1).reshape(n, cells_h * cells_w, 1, k * k)   # (N, cells, 1, K)
     out = _compiled_fn(compiled, smooth_max, nb, kernel)(nb, kernel, coldness)  # (N, cells, S*S), one loop
@@ -254,8 +319,12 @@ def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, heig
 
 
 # ---------------------------------------------------------------------------------------- perturbation
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable 2-D Gaussian blur of images (N,C,H,W), kernel half-width ceil(4σ), reflected borders."""
+def gaussian_blur(x: torch.Tensor, sigma: float, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Separable 2-D Gaussian blur of images (N,C,H,W), kernel half-width ceil(4σ).
+
+    Borders: reflected (replicated where the kernel is wider than the image), or, with ``fill`` (C,), the
+    image is taken to hold ``fill`` beyond its borders: the blur then tends to ``fill`` there.
+    """
     if sigma <= 0:
         return x
     half = math.ceil(4 * sigma)
@@ -264,31 +333,41 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     g = (g / g.sum()).to(x.dtype)
     c = x.shape[1]
     h, w = x.shape[-2:]
+    if fill is not None:   # zero padding of x - fill: the same as padding x with fill, for any kernel width
+        f = fill.to(x).view(1, c, 1, 1)
+        x = x - f
+        x = F.conv2d(F.pad(x, (half, half, 0, 0)), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+        return F.conv2d(F.pad(x, (0, 0, half, half)), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c) + f
     mode = "reflect" if half < min(h, w) else "replicate"
     x = F.conv2d(F.pad(x, (half, half, 0, 0), mode=mode), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(F.pad(x, (0, 0, half, half), mode=mode), g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def blur_pyramid(clip: torch.Tensor, max_blur: float, levels: int = LEVELS, kind: str = "blur",
-                 fill: torch.Tensor | None = None) -> torch.Tensor:
+                 fill: torch.Tensor | None = None, border: str = "reflect") -> torch.Tensor:
     """Per-frame perturbation pyramid: clip (1,3,T,H,W) -> (L,3,T,H,W); level L-1 is the clip itself.
 
     ``blur``: level l is blurred with σ_l = max_blur · (1 - l/(L-1)) in space only (never across frames).
     ``fade``: level l is fill + (x - fill) · l/(L-1), fading towards ``fill`` (the model's mean colour).
+    ``border`` (blur only): ``reflect`` mirrors the frame beyond its edges; ``mean`` takes it to hold ``fill``
+    there, as blurring the model's normalised input with zero padding does (the paper's pyramid), so the
+    blurred levels tend to the mean colour near the borders. ``fill`` None: the clip's own mean colour.
     Built once per clip; ``apply_pyramid`` indexes it every iteration without copying.
     """
     x = clip[0]                                              # (3,T,H,W)
+    f = (fill if fill is not None else x.mean((1, 2, 3))).view(3).to(x)
     if kind == "fade":
-        f = (fill if fill is not None else x.mean((1, 2, 3))).view(3, 1, 1, 1).to(x)
         a = torch.linspace(0, 1, levels, device=x.device, dtype=x.dtype).view(-1, 1, 1, 1, 1)
-        return f + (x - f) * a
+        return f.view(3, 1, 1, 1) + (x - f.view(3, 1, 1, 1)) * a
     if kind != "blur":
         raise InputError(f"perturbation must be one of {PERTURBATIONS}, not {kind!r}")
+    if border not in BLUR_BORDERS:
+        raise InputError(f"blur_border must be one of {', '.join(BLUR_BORDERS)}, not {border!r}")
     frames = x.permute(1, 0, 2, 3)                           # (T,3,H,W)
     out = []
     for lv in range(levels):
         sigma = max_blur * (1 - lv / (levels - 1))
-        out.append(gaussian_blur(frames, sigma).permute(1, 0, 2, 3))
+        out.append(gaussian_blur(frames, sigma, f if border == "mean" else None).permute(1, 0, 2, 3))
     return torch.stack(out)
 
 
@@ -565,7 +644,8 @@ def perturbation(model: torch.nn.Module, clip: torch.Tensor, targets: Sequence[i
         model: maps a clip (B,3,T,H,W) in [0,1] to logits (B,K); its parameters are left untouched.
         clip: (1,3,T,H,W) in [0,1].
         targets: class indices; each gets its own masks, all in one batch with all areas.
-        method: ``step`` (with L_K), ``3d-ep`` (no L_K), ``2d-ep`` (area per frame, no L_K).
+        method: ``step`` (with L_K), ``3d-ep`` (no L_K), ``2d-ep`` (area per frame, no L_K; its own reward
+            weight, fixed area weight and one area: :func:`method_settings`).
         settings: see :class:`Settings`; size-dependent constants are scaled from H when None.
         seed: seeds the tie-breaking permutations; the same inputs and seed give the same masks.
         progress: called as ``progress(done, total, info)`` every few iterations.
@@ -588,21 +668,25 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
         raise InputError("iterations must be at least 1")
     if settings.batch is not None and settings.batch < 1:
         raise InputError(f"batch must be at least 1 mask per model call, not {settings.batch}")
+    if settings.param_padding not in PARAM_PADDINGS:
+        raise InputError(f"param_padding must be one of {', '.join(PARAM_PADDINGS)}, not {settings.param_padding!r}")
+    if settings.blur_border not in BLUR_BORDERS:
+        raise InputError(f"blur_border must be one of {', '.join(BLUR_BORDERS)}, not {settings.blur_border!r}")
     _, _, T, H, W = clip.shape
-    cfg = settings.scaled(H)
+    cfg = method_settings(settings, method, getattr(model, "areas", None)).scaled(H)
     device = clip.device
     gen = torch.Generator().manual_seed(seed)
     areas = torch.tensor(cfg.areas, dtype=torch.float32)
     A, G = len(cfg.areas), len(targets)
     n = A * G                                                  # masks: target-major, then area
 
-    geo = mask_geometry(H, W, cfg.grid_step, cfg.sigma)
+    geo = mask_geometry(H, W, cfg.grid_step, cfg.sigma, cfg.param_padding)
     mkernel = smooth_mask_kernel(geo["step"], cfg.sigma, geo["radius"], cfg.subsample).to(device)
     gh, gw = geo["grid"]
     params = torch.ones(n * T, 1, gh, gw, device=device, requires_grad=True)
     fill = model.mean.view(3) if hasattr(model, "mean") else None
     with torch.no_grad():
-        pyramid = blur_pyramid(clip.detach(), cfg.max_blur, kind=cfg.perturbation, fill=fill)
+        pyramid = blur_pyramid(clip.detach(), cfg.max_blur, kind=cfg.perturbation, fill=fill, border=cfg.blur_border)
 
     hp, wp = H + 2 * geo["margin"], W + 2 * geo["margin"]
     per_frame = method == "2d-ep"
