@@ -5,6 +5,9 @@ temporal hit and seconds per clip on fresh toy clips, plus the reliability of in
     python benchmarks/quality.py --clips 50 --paper-clips 10 --json benchmarks/results/quality.json
 
 Clips are ``toy.generate(N, seed=500)`` (training used seeds >= 1000); the target is the true class.
+``--model gt_x3d_xs`` / ``--model gt_videomae`` runs the same on the ground-truth task at that model's
+size (``model_zoo.groundtruth.generate(N, seed=500, ...)``; training used seed sequences from 1000), with the
+pointing-game tolerance scaled with the crop, and writes its own JSONL (``quality_<model>.jsonl``).
 Curves: block units (about H/16 px), blur substrate, ``--steps`` steps (128 as the authors), one global
 order over the volume (``attribution.metrics.deletion_insertion``). The ``random`` row is the random-map
 baseline every method must beat. The EP variants (3D-EP, 2D-EP) run with the ``fast`` preset; ``step-paper``
@@ -36,7 +39,7 @@ from attribution import explain  # noqa: E402
 from attribution.batch import append_line  # noqa: E402
 from attribution.metrics import (deletion_insertion, mass_in_tube, pointing_game, reliability,  # noqa: E402
                                  sanity_weights, temporal_hit)
-from model_zoo import load_model, toy  # noqa: E402
+from model_zoo import groundtruth, load_model, toy  # noqa: E402
 
 SEED = 500                 # first clip seed stream never used in training (training: >= toy.TRAIN_SEED)
 # name -> (explain method, preset); the EP ablations use the fast preset (their paper schedule is STEP's)
@@ -61,8 +64,21 @@ QUICK_PERTURBATION_CLIPS = 2   # STEP (fast) takes minutes per clip on 2 shared 
 PERTURBATION = ("step", "3d-ep", "2d-ep")
 
 
+def clips_for(model_name: str, n: int, seed: int) -> list:
+    """The benchmark's clips for ``model_name``: the toy task's, or the ground-truth task's at its geometry."""
+    if model_name == "toy":
+        return toy.generate(n, seed=seed)
+    frames, size = groundtruth.GEOMETRY[model_name]
+    return groundtruth.generate(n, seed=seed, frames=frames, size=size)
+
+
+def tolerance_for(model_name: str) -> int | None:
+    """Pointing-game tolerance: None (the metric's default, 4 px) on the toy, scaled with the crop otherwise."""
+    return None if model_name == "toy" else groundtruth.pointing_tolerance(groundtruth.GEOMETRY[model_name][1])
+
+
 def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int,
-            overrides: dict | None = None) -> dict:
+            overrides: dict | None = None, tolerance: int | None = None) -> dict:
     """Explain one clip with method ``name`` (plus Settings ``overrides``) and score the map."""
     method, preset = METHODS[name]
     t0 = time.perf_counter()
@@ -72,15 +88,19 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
     clip = model.prepare(item.frames)
     curves = deletion_insertion(model, clip, exp.saliency, item.label, steps=steps, unit=unit,
                                 substrate=substrate, seed=seed)
-    return {"method": name, "clip": index, "steps": steps, "unit": unit, "substrate": substrate, "seed": seed,
-            "label": item.label, "predicted": model.labels.index(exp.topk[0][0]),
-            "probability": exp.probability,
-            "insertion": curves.auc_insertion, "deletion": curves.auc_deletion,
-            "pointing_game": pointing_game(exp.saliency, item.boxes),
-            "mass_in_tube": mass_in_tube(exp.saliency, item.boxes),
-            "temporal_hit": bool(temporal_hit(exp.saliency, item.event)),
-            "seconds": seconds, "curve_seconds": curves.seconds, "evaluations": exp.evaluations,
-            "iterations": exp.iterations}
+    row = {"method": name, "clip": index, "steps": steps, "unit": unit, "substrate": substrate, "seed": seed,
+           "label": item.label, "predicted": model.labels.index(exp.topk[0][0]),
+           "probability": exp.probability,
+           "insertion": curves.auc_insertion, "deletion": curves.auc_deletion,
+           "pointing_game": pointing_game(exp.saliency, item.boxes,
+                                          **({} if tolerance is None else {"tolerance": tolerance})),
+           "mass_in_tube": mass_in_tube(exp.saliency, item.boxes),
+           "temporal_hit": bool(temporal_hit(exp.saliency, item.event)),
+           "seconds": seconds, "curve_seconds": curves.seconds, "evaluations": exp.evaluations,
+           "iterations": exp.iterations}
+    if tolerance is not None:
+        row["tolerance"] = tolerance
+    return row
 
 
 def parse_shard(ap: argparse.ArgumentParser, text: str) -> tuple[int, int]:
@@ -179,8 +199,8 @@ def paired(rows: list[dict], a: str, b: str) -> dict:
 
 
 def table(summary: dict, header: dict) -> str:
-    lines = [f"Toy task, {header['clips']} clips (seeds {SEED}.., target = true class, model accuracy "
-             f"{header['accuracy']:.0%}); curves: {header['unit']} units, {header['substrate']} substrate, "
+    lines = [f"{header.get('task', 'Toy task')}, {header['clips']} clips (seeds {SEED}.., target = true class, "
+             f"model accuracy {header['accuracy']:.0%}); curves: {header['unit']} units, {header['substrate']} substrate, "
              f"{header['steps']} steps; device {header['device']}.", "",
              "| method | clips | insertion AUC ↑ | deletion AUC ↓ | ins > random | del < random | pointing game ↑ "
              "| mass in tube ↑ | temporal hit ↑ | s / clip |",
@@ -237,7 +257,10 @@ def main(argv=None) -> int:
                          "the JSONL file; a last run without --shard prints the table)")
     ap.add_argument("--report", action="store_true",
                     help="compute nothing: summarise the rows already in the JSONL (each method on its own clips)")
-    ap.add_argument("--jsonl", default="benchmarks/results/quality.jsonl", help="per-clip results (resumable)")
+    ap.add_argument("--model", default="toy", choices=["toy"] + sorted(groundtruth.GEOMETRY),
+                    help="toy (default) or a model of the ground-truth task (model_zoo/groundtruth.py)")
+    ap.add_argument("--jsonl", default=None, help="per-clip results (resumable; default "
+                    "benchmarks/results/quality.jsonl for the toy, quality_<model>.jsonl otherwise)")
     ap.add_argument("--json", default=None, help="write the summary here")
     a = ap.parse_args(argv)
     shard, shards = parse_shard(ap, a.shard)
@@ -247,10 +270,12 @@ def main(argv=None) -> int:
     cap = a.perturbation_clips
     if cap is None and a.quick:
         cap = QUICK_PERTURBATION_CLIPS
-    model = load_model("toy", device=a.device)
-    items = toy.generate(n, seed=SEED)
+    model = load_model(a.model, device=a.device)
+    items = clips_for(a.model, n, SEED)
+    tolerance = tolerance_for(a.model)
 
-    path = Path(a.jsonl)
+    path = Path(a.jsonl or ("benchmarks/results/quality.jsonl" if a.model == "toy"
+                            else f"benchmarks/results/quality_{a.model}.jsonl"))
     rows = read_rows(path)
     same = {"steps": a.steps, "unit": a.unit, "substrate": a.substrate, "seed": a.seed}
     rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]
@@ -264,7 +289,7 @@ def main(argv=None) -> int:
                 continue
             if (name, i) in done:
                 continue
-            row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed)
+            row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance)
             rows.append(row)
             done.add((name, i))
             append_line(path, row)
@@ -282,6 +307,10 @@ def main(argv=None) -> int:
               "device": a.device, "threads": a.threads, "seed": a.seed, "clip_seed": SEED,
               "wall_seconds": round(time.perf_counter() - t_start, 1),
               "presets": {m: METHODS[m][1] for m in methods}}
+    if a.model != "toy":
+        frames, size = groundtruth.GEOMETRY[a.model]
+        header.update(task=f"Ground-truth task, {a.model} ({frames} × {size} px)", model=a.model,
+                      pointing_tolerance=tolerance)
     print(table(summary, header))
     if a.json:
         out = Path(a.json)

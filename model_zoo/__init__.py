@@ -166,7 +166,7 @@ def _load_families() -> None:
         return
     _FAMILIES_LOADED = True
     import importlib
-    for mod in ("model_zoo.toy", "model_zoo.pytorchvideo_models", "model_zoo.hf_models"):
+    for mod in ("model_zoo.toy", "model_zoo.pytorchvideo_models", "model_zoo.hf_models", "model_zoo.groundtruth_models"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

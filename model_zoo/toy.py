@@ -64,13 +64,13 @@ def _hsv_to_rgb(h, s, v):
     return [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
 
 
-def _background(rng) -> np.ndarray:
-    """Static smooth texture in [0.15, 0.65] with fine grain, (H,W,3) float."""
+def _background(rng, size: int = SIZE) -> np.ndarray:
+    """Static smooth texture in [0.15, 0.65] with fine grain, (size,size,3) float (also the ground-truth task's)."""
     coarse = torch.from_numpy(rng.random((1, 3, 6, 6))).float()
-    smooth = F.interpolate(coarse, size=(SIZE, SIZE), mode="bicubic", align_corners=False)[0].numpy()
+    smooth = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0].numpy()
     mid = torch.from_numpy(rng.random((1, 3, 16, 16))).float()
-    mid = F.interpolate(mid, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0].numpy()
-    tex = 0.6 * smooth + 0.3 * mid + 0.1 * rng.random((3, SIZE, SIZE))
+    mid = F.interpolate(mid, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
+    tex = 0.6 * smooth + 0.3 * mid + 0.1 * rng.random((3, size, size))
     return (0.15 + 0.5 * np.clip(tex, 0, 1)).transpose(1, 2, 0)
 
 

@@ -1,0 +1,428 @@
+"""Ground truth at real input sizes: a procedural task whose evidence is known in space and time.
+
+The toy task (``model_zoo/toy.py``) checks attribution on a 45k-parameter CNN at 16 x 64 px, where the
+evidence is 0.8 % of the clip. Real models see 160-256 px, where the evidence (a person, a hand, a ball)
+fills several percent to a third of the frame, and transformers see 16 x 16 patches and two-frame tubelets.
+This task has those proportions, at any frame count and size (the models' own, see ``GEOMETRY``):
+
+Task. A clip shows three to four discs of one colour pair on the toy's textured background; every disc
+covers 4-8 % of the frame and drifts at the same speed along a smoothly turning path. Exactly one disc, the
+*evidence*, is striped, and it is present only during an event window (35-65 % of the clip); the others, the
+*distractors*, carry a checkerboard of the same two colours, the same period and the same mean brightness,
+rotated at random, and come and go at random (one of them stays the whole clip). The class is the
+orientation of the stripes (4 classes). Colour, brightness and motion energy are the same for every disc,
+so a low-level map points at the evidence only as often as at any other disc (``low_level_floor``).
+
+``generate(n, seed, frames=16, size=224)`` returns :class:`GTClip` items (frames, label, the evidence's
+bounding box in every frame or None, the event window, the distractors' boxes). ``python -m
+model_zoo.groundtruth train --model gt_x3d_xs`` trains one of the registry entries of
+``model_zoo/groundtruth_models.py`` (deterministic on CPU, resumable) and writes its fp16 weights into
+``model_zoo/weights/``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model_zoo.toy import ToyClip, _augment, _background, _hsv_to_rgb
+
+LABELS = ["horizontal stripes", "vertical stripes", "rising diagonal stripes", "falling diagonal stripes"]
+# Direction (x right, y down) along which the stripes' intensity varies; the stripes run perpendicular to it.
+ANGLES = (math.pi / 2, 0.0, math.pi / 4, 3 * math.pi / 4)
+DIAMETER = (0.22, 0.32)      # disc diameter as a fraction of the frame side: 3.8-8.0 % of the frame's area
+PERIOD = 0.055               # stripe / checker period, fraction of the frame side (12 px at 224)
+SPEED = 0.03                 # px per frame, fraction of the frame side, the same for every disc
+TURN = 0.3                   # rad, standard deviation of a disc's change of heading per frame
+EVENT = (0.35, 0.65)         # evidence window length, fraction of the clip
+N_DISTRACTORS = (2, 3)       # [lo, hi]
+DARK = 0.3                   # the dark tone is the disc colour times this
+NOISE = 0.02                 # sensor noise (standard deviation, [0,1] scale)
+TRAIN_SEED = 1000            # training batches come from seeds >= this; tests and benchmarks use smaller ones
+GEOMETRY = {"gt_x3d_xs": (4, 182), "gt_videomae": (16, 224)}  # registry entry -> (frames, size)
+
+
+@dataclasses.dataclass
+class GTClip(ToyClip):
+    discs: list = dataclasses.field(default_factory=list)  # per frame: evidence (cx, cy, r) or None
+
+    @property
+    def label_name(self) -> str:
+        return LABELS[self.label]
+
+
+def event_length(frames: int, rng) -> int:
+    lo = max(1, math.ceil(EVENT[0] * frames))
+    hi = max(lo, min(frames - 1, math.floor(EVENT[1] * frames)))
+    return int(rng.integers(lo, hi + 1))
+
+
+def _drift(rng, n: int, radius: float, size: int, speed: float) -> np.ndarray:
+    """Centres (n,2) of a disc moving at constant speed along a smoothly turning path, reflected at walls."""
+    lo, hi = radius, size - radius
+    p = rng.uniform(lo, hi, size=2)
+    heading = rng.uniform(0, 2 * math.pi)
+    out = np.empty((n, 2))
+    for i in range(n):
+        out[i] = p
+        heading += rng.normal(0, TURN)
+        p = p + speed * np.array([math.cos(heading), math.sin(heading)])
+        for k in range(2):
+            if p[k] < lo:
+                p[k], heading = 2 * lo - p[k], (math.pi - heading) if k == 0 else -heading
+            elif p[k] > hi:
+                p[k], heading = 2 * hi - p[k], (math.pi - heading) if k == 0 else -heading
+    return out
+
+
+def _texture(u, v, kind: str, params: tuple, period: float) -> np.ndarray:
+    """Soft-edged two-tone pattern in [0,1] with mean 0.5: stripes (angle, phase) or checker (angle, phases)."""
+    w = 2 * math.pi / period
+    if kind == "stripes":
+        a, ph = params
+        return 0.5 + 0.5 * np.clip(3 * np.cos(w * (u * math.cos(a) + v * math.sin(a)) + ph), -1, 1)
+    a, p1, p2 = params
+    ur, vr = u * math.cos(a) + v * math.sin(a), -u * math.sin(a) + v * math.cos(a)
+    return 0.5 + 0.5 * np.clip(6 * np.cos(w * ur + p1) * np.cos(w * vr + p2), -1, 1)
+
+
+def _draw(frame, cx, cy, r, kind, params, period, light, dark) -> tuple:
+    """Paint a textured disc into ``frame`` (H,W,3 float) in place; returns its box (x0,y0,x1,y1)."""
+    size = frame.shape[0]
+    x0, y0 = max(0, int(math.floor(cx - r))), max(0, int(math.floor(cy - r)))
+    x1, y1 = min(size, int(math.ceil(cx + r)) + 1), min(size, int(math.ceil(cy + r)) + 1)
+    v, u = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    u, v = u + 0.5 - cx, v + 0.5 - cy
+    alpha = np.clip(r - np.sqrt(u * u + v * v) + 0.5, 0, 1)[..., None]   # anti-aliased edge
+    tex = _texture(u, v, kind, params, period)[..., None]
+    colour = dark + (light - dark) * tex
+    region = frame[y0:y1, x0:x1]
+    frame[y0:y1, x0:x1] = region * (1 - alpha) + colour * alpha
+    return (x0, y0, x1, y1)
+
+
+def _clip(rng, frames: int, size: int) -> GTClip:
+    label = int(rng.integers(len(LABELS)))
+    length = event_length(frames, rng)
+    start = int(rng.integers(0, frames - length + 1))
+    bg = _background(rng, size)
+    light = np.array(_hsv_to_rgb(rng.random(), rng.uniform(0.6, 1.0), rng.uniform(0.85, 1.0)))
+    dark = DARK * light
+    period, speed = PERIOD * size, SPEED * size
+    objects = []   # (first frame, centres, radius, kind, params)
+    r = rng.uniform(*DIAMETER) * size / 2
+    objects.append((start, _drift(rng, length, r, size, speed), r, "stripes",
+                    (ANGLES[label], rng.uniform(0, 2 * math.pi))))
+    for j in range(int(rng.integers(N_DISTRACTORS[0], N_DISTRACTORS[1] + 1))):
+        dl = frames if j == 0 else int(rng.integers(math.ceil(frames / 2), frames + 1))
+        ds = int(rng.integers(0, frames - dl + 1))
+        rd = rng.uniform(*DIAMETER) * size / 2
+        objects.append((ds, _drift(rng, dl, rd, size, speed), rd, "checker",
+                        tuple(rng.uniform(0, 2 * math.pi, size=3))))
+    out = np.empty((frames, size, size, 3), dtype=np.float64)
+    boxes, discs, dboxes = [], [], []
+    for t in range(frames):
+        f = bg.copy()
+        fb = []
+        # distractors first, the evidence last: its box always shows its own pixels
+        for first, path, rad, kind, params in objects[1:] + objects[:1]:
+            if first <= t < first + len(path):
+                cx, cy = path[t - first]
+                box = _draw(f, cx, cy, rad, kind, params, period, light, dark)
+                if kind == "checker":
+                    fb.append(box)
+                else:
+                    boxes.append(box)
+                    discs.append((float(cx), float(cy), float(rad)))
+        if not start <= t < start + length:
+            boxes.append(None)
+            discs.append(None)
+        dboxes.append(fb)
+        f += rng.normal(0, NOISE, f.shape)
+        out[t] = f
+    out = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return GTClip(out, label, boxes, (start, start + length), dboxes, discs)
+
+
+def generate(n: int, seed: int = 0, frames: int = 16, size: int = 224) -> list[GTClip]:
+    """``n`` clips of ``frames`` x ``size`` px, the same for the same arguments. Seeds >= TRAIN_SEED train."""
+    rng = np.random.default_rng(seed)
+    return [_clip(rng, frames, size) for _ in range(n)]
+
+
+def evidence_fraction(frames: int, size: int) -> float:
+    """Expected share of the clip's volume inside the evidence's boxes (the tube), from the generator's
+    parameters alone (the mean box area times the mean share of frames in the event window)."""
+    lo, hi = DIAMETER
+    mean_d2 = (hi ** 3 - lo ** 3) / (3 * (hi - lo))          # E[d^2] for d uniform on [lo, hi]
+    lo_l = max(1, math.ceil(EVENT[0] * frames))
+    hi_l = max(lo_l, min(frames - 1, math.floor(EVENT[1] * frames)))
+    return mean_d2 * (lo_l + hi_l) / 2 / frames
+
+
+def default_areas(evidence: float) -> tuple:
+    """The one rule for a model's default STEP areas: 1, 2 and 4 times the expected evidence share of the
+    clip, rounded up to whole percent. It gives the toy's (0.01, 0.02, 0.04) from its 0.83 %."""
+    return tuple(math.ceil(round(k * evidence * 100, 6)) / 100 for k in (1, 2, 4))
+
+
+def pointing_tolerance(size: int) -> int:
+    """The authors' 7 px at 112 px input, scaled with the crop (4 px at the toy's 64, 14 at 224)."""
+    return round(7 * size / 112)
+
+
+# --------------------------------------------------------------------------------------- checks on a model
+def _tensor(clips) -> torch.Tensor:
+    return torch.from_numpy(np.stack([c.frames for c in clips])).permute(0, 4, 1, 2, 3).float() / 255.0
+
+
+def evaluate(model, n: int = 50, seed: int = 7, batch: int = 10) -> float:
+    """Accuracy of ``model`` (a VideoClassifier) on ``n`` fresh clips of its own geometry."""
+    correct = 0
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            clips = [_clip(rng, model.num_frames, model.crop_size) for _ in range(min(batch, n - i))]
+            pred = model(_tensor(clips).to(model.device)).argmax(-1).cpu()
+            correct += int((pred == torch.tensor([c.label for c in clips])).sum())
+    return correct / n
+
+
+def evidence_mask(clip: GTClip, margin: float = 0.0) -> torch.Tensor:
+    """(1,1,T,H,W) float: 1 on the evidence disc (grown by ``margin`` px) in every frame it is present."""
+    t_, size = clip.frames.shape[0], clip.frames.shape[1]
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    m = np.zeros((t_, size, size), dtype=np.float32)
+    for t, d in enumerate(clip.discs):
+        if d is not None:
+            cx, cy, r = d
+            m[t] = np.clip(r + margin - np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) + 0.5, 0, 1)
+    return torch.from_numpy(m)[None, None]
+
+
+def confinement(model, clips, margin: float | None = None) -> dict:
+    """Is the evidence where the generator says? Blur (per frame, σ = 20 px at 112 px, as STEP's strongest
+    perturbation) everything but the evidence disc, then only the disc, and read the prediction.
+
+    Returns the share of clips whose true class stays top-1 with only the evidence kept (``keep``), and the
+    share whose true-class probability falls below 0.5 with only the evidence blurred (``destroy``), with the
+    mean probabilities.
+    """
+    from attribution.step import blur_pyramid
+    keep, destroy, p_keep, p_destroy, p_clean = [], [], [], [], []
+    for c in clips:
+        size = c.frames.shape[1]
+        clip = model.prepare(c.frames)
+        blurred = blur_pyramid(clip, max_blur=size * 20 / 112)[0].unsqueeze(0)
+        m = evidence_mask(c, margin if margin is not None else 0.02 * size).to(clip)
+        with torch.no_grad():
+            clean = model(clip).softmax(-1)[0]
+            only = model(clip * m + blurred * (1 - m)).softmax(-1)[0]
+            without = model(clip * (1 - m) + blurred * m).softmax(-1)[0]
+        keep.append(int(only.argmax()) == c.label)
+        destroy.append(float(without[c.label]) < 0.5)
+        p_clean.append(float(clean[c.label]))
+        p_keep.append(float(only[c.label]))
+        p_destroy.append(float(without[c.label]))
+    return {"clips": len(clips), "keep": float(np.mean(keep)), "destroy": float(np.mean(destroy)),
+            "p_clean": float(np.mean(p_clean)), "p_evidence_only": float(np.mean(p_keep)),
+            "p_evidence_blurred": float(np.mean(p_destroy))}
+
+
+def low_level_maps(frames: np.ndarray) -> dict:
+    """Low-level saliency (T,H,W) of uint8 frames: brightness, colour saliency (distance from the clip's
+    mean colour), motion energy (absolute frame difference, the first frame repeating the second's)."""
+    x = frames.astype(np.float64) / 255.0
+    brightness = x.mean(-1)
+    colour = np.sqrt(((x - x.reshape(-1, 3).mean(0)) ** 2).sum(-1))
+    diff = np.abs(np.diff(brightness, axis=0))
+    motion = np.concatenate([diff[:1], diff], axis=0) if len(diff) else np.zeros_like(brightness)
+    return {"brightness": brightness, "colour": colour, "motion": motion}
+
+
+def low_level_floor(clips) -> dict:
+    """Pointing game of each low-level map (tolerance scaled with the crop) next to the evidence's share of
+    the discs on screen (what a map that points at a random disc scores)."""
+    from attribution.metrics import pointing_game
+    out = {k: [] for k in ("brightness", "colour", "motion")}
+    share = []
+    for c in clips:
+        tol = pointing_tolerance(c.frames.shape[1])
+        for k, m in low_level_maps(c.frames).items():
+            out[k].append(pointing_game(m, c.boxes, tolerance=tol))
+        share.extend(1 / (1 + len(d)) for b, d in zip(c.boxes, c.distractor_boxes) if b is not None)
+    res = {k: float(np.mean(v)) for k, v in out.items()}
+    res["disc_share"] = float(np.mean(share))
+    res["clips"] = len(clips)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------- training
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "runs" / "groundtruth"
+WEIGHTS = Path(__file__).parent / "weights"
+LABEL_SMOOTHING = 0.1   # as the toy: a saturated softmax gives perturbation methods no gradient
+
+
+def weights_path(name: str) -> Path:
+    return WEIGHTS / f"{name}.pt"
+
+
+def _lr(step: int, steps: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def _save_weights(model, name: str, meta: dict, out: Path | None = None) -> Path:
+    out = Path(out or weights_path(name))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.module.state_dict().items()}
+    torch.save({"model": state, "labels": LABELS, **meta}, out)
+    return out
+
+
+def train(name: str, steps: int, batch: int, lr: float, seed: int = 0, warmup: int = 50,
+          checkpoint_minutes: float = 3.0, eval_every: int = 100, eval_clips: int = 64, weight_decay=0.05,
+          log=print) -> dict:
+    """Train registry entry ``name`` on fresh clips of its geometry, resuming from its checkpoint.
+
+    Batch ``i`` is ``generate(batch, seed=(TRAIN_SEED, seed, i))`` with its own augmentation generator, so
+    a resumed run sees the same data as an uninterrupted one; the checkpoint keeps the model, the optimiser
+    and the global torch RNG (dropout).
+    """
+    from model_zoo import get_entry, wrap
+    entry = get_entry(name)
+    frames, size = entry.num_frames, entry.crop_size
+    torch.manual_seed(seed)
+    model = wrap(entry, entry.build(entry, pretrained=False))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    other = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": other, "weight_decay": 0.0}], lr=lr)
+    ckpt = CHECKPOINTS / name / "checkpoint.pt"
+    config = {"name": name, "steps": steps, "batch": batch, "lr": lr, "seed": seed, "warmup": warmup,
+              "frames": frames, "size": size, "weight_decay": weight_decay}
+    start, history = 0, []
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if {k: state["config"].get(k) for k in ("name", "batch", "seed", "frames", "size")} != \
+                {k: config[k] for k in ("name", "batch", "seed", "frames", "size")}:
+            raise SystemExit(f"{ckpt} was written with other settings ({state['config']}); move it away first")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, history = state["step"], state["history"]
+        log(f"resumed {name} at step {start}")
+
+    def save(step):
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "step": step, "history": history, "config": config}, tmp)
+        os.replace(tmp, ckpt)
+
+    t0 = last_save = time.time()
+    for step in range(start, steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, steps, lr, warmup)
+        clips = generate(batch, seed=[TRAIN_SEED, seed, step], frames=frames, size=size)
+        gen = torch.Generator().manual_seed(TRAIN_SEED * 1_000_003 + seed * 10_007 + step)
+        x = _augment(_tensor(clips), gen)
+        y = torch.tensor([c.label for c in clips])
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        acc = float((logits.argmax(-1) == y).float().mean())
+        row = {"step": step + 1, "loss": round(loss.item(), 4), "batch_acc": acc,
+               "seconds": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"]}
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            model.eval()
+            row["eval_acc"] = evaluate(model, n=eval_clips, seed=7)
+            # a snapshot beside the checkpoint, in the shipped format, to inspect a run before it ends
+            _save_weights(model, name, {"config": config, "final": row}, ckpt.parent / "snapshot.pt")
+            model.train()
+        history.append(row)
+        log(json.dumps(row))
+        if time.time() - last_save > checkpoint_minutes * 60 or step + 1 == steps:
+            save(step + 1)
+            last_save = time.time()
+    model.eval()
+    meta = {"config": config, "final": history[-1] if history else None}
+    out = _save_weights(model, name, meta)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return meta
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m model_zoo.groundtruth", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    tr = sub.add_parser("train", help="train a ground-truth model (resumes from runs/groundtruth/NAME/)")
+    tr.add_argument("--model", required=True, choices=sorted(GEOMETRY))
+    tr.add_argument("--steps", type=int, default=None)
+    tr.add_argument("--batch", type=int, default=None)
+    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ev = sub.add_parser("eval", help="accuracy, confinement and the low-level floor of the shipped weights")
+    ev.add_argument("--model", required=True, choices=sorted(GEOMETRY))
+    ev.add_argument("-n", type=int, default=200)
+    ev.add_argument("--seed", type=int, default=7)
+    ev.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ex = sub.add_parser("examples", help="write one clip per class as mp4 into examples/, with ground truth")
+    ex.add_argument("--model", required=True, choices=sorted(GEOMETRY))
+    ex.add_argument("--out", default=str(Path(__file__).parents[1] / "examples"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(getattr(a, "threads", 2))
+    if a.cmd == "train":
+        d = TRAINING[a.model]
+        train(a.model, a.steps or d["steps"], a.batch or d["batch"], a.lr or d["lr"], a.seed, warmup=d["warmup"],
+              eval_every=50, eval_clips=48)
+    elif a.cmd == "eval":
+        from model_zoo import load_model
+        model = load_model(a.model, device="cpu")
+        frames, size = GEOMETRY[a.model]
+        clips = generate(min(a.n, 50), seed=31, frames=frames, size=size)
+        print(json.dumps({"model": a.model, "accuracy": evaluate(model, a.n, a.seed), "n": a.n, "seed": a.seed,
+                          "confinement": confinement(model, clips), "low_level_floor": low_level_floor(clips)}))
+    elif a.cmd == "examples":
+        write_examples(a.model, a.out)
+
+
+# Training defaults per model (chosen for 2 CPU cores; see README).
+TRAINING = {"gt_x3d_xs": {"steps": 400, "batch": 12, "lr": 2e-3, "warmup": 30},
+            "gt_videomae": {"steps": 600, "batch": 6, "lr": 1e-3, "warmup": 40}}
+
+
+def write_examples(name: str, out, seed: int = 2024):
+    """One clip per class as near-lossless mp4, with the ground truth in ``<name>_ground_truth.json``."""
+    from attribution.video import write_video
+    frames, size = GEOMETRY[name]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    found = {}
+    while len(found) < len(LABELS):
+        c = _clip(rng, frames, size)
+        found.setdefault(c.label, c)
+    meta = {}
+    for label, c in sorted(found.items()):
+        file = f"{name}_{LABELS[label].replace(' ', '_')}.mp4"
+        write_video(c.frames, out / file, fps=8 if frames > 4 else 2, crf=12)
+        meta[file] = {"label": LABELS[label], "event": list(c.event), "boxes": c.boxes}
+    (out / f"{name}_ground_truth.json").write_text(json.dumps(meta, indent=1))
+
+
+if __name__ == "__main__":
+    main()

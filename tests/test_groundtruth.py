@@ -1,0 +1,117 @@
+"""The ground-truth task at real input sizes and its registry entries (model_zoo/groundtruth*.py)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model_zoo import get_entry, groundtruth as gt, list_models, load_model, toy
+
+GEOMETRIES = sorted(set(gt.GEOMETRY.values()))
+
+
+@pytest.fixture(scope="module", params=GEOMETRIES, ids=[f"{f}x{s}" for f, s in GEOMETRIES])
+def clips(request):
+    frames, size = request.param
+    return gt.generate(24, seed=11, frames=frames, size=size)
+
+
+def test_generator_is_seeded_and_well_formed(clips):
+    frames, size = clips[0].frames.shape[:2]
+    again = gt.generate(2, seed=11, frames=frames, size=size)
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(clips[:2], again))
+    assert not np.array_equal(gt.generate(1, seed=12, frames=frames, size=size)[0].frames, clips[0].frames)
+    for c in clips:
+        assert c.frames.shape == (frames, size, size, 3) and c.frames.dtype == np.uint8
+        s, e = c.event
+        assert 0 <= s < e <= frames and gt.EVENT[0] * frames <= e - s < max(gt.EVENT[1] * frames, 2)
+        assert all((b is not None) == (s <= t < e) for t, b in enumerate(c.boxes))
+        assert all((d is not None) == (b is not None) for d, b in zip(c.discs, c.boxes))
+        # every frame of the event shows at least one look-alike distractor beside the evidence
+        assert all(len(c.distractor_boxes[t]) >= 1 for t in range(s, e))
+    assert {c.label for c in clips} == set(range(len(gt.LABELS)))
+
+
+def test_evidence_has_realistic_proportions(clips):
+    size = clips[0].frames.shape[1]
+    for c in clips:
+        for d in filter(None, c.discs):
+            assert 0.03 <= math.pi * d[2] ** 2 / size ** 2 <= 0.20
+    empirical = np.mean([sum((b[2] - b[0]) * (b[3] - b[1]) for b in c.boxes if b) / (c.frames.shape[0] * size ** 2)
+                         for c in clips])
+    assert empirical == pytest.approx(gt.evidence_fraction(*clips[0].frames.shape[:2]), rel=0.2)
+
+
+def _orientation(gray, mask):
+    """Dominant gradient direction (rad, mod pi) and its coherence in [0,1] (structure tensor over mask)."""
+    gy, gx = np.gradient(gray)
+    jxx, jyy, jxy = (gx * gx)[mask].sum(), (gy * gy)[mask].sum(), (gx * gy)[mask].sum()
+    angle = 0.5 * math.atan2(2 * jxy, jxx - jyy) % math.pi
+    coherence = math.hypot(jxx - jyy, 2 * jxy) / (jxx + jyy)
+    return angle, coherence
+
+
+def test_stripes_carry_the_label_and_distractors_no_orientation(clips):
+    size = clips[0].frames.shape[1]
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    for c in clips:
+        t = c.event[0]
+        gray = c.frames[t].astype(float).mean(-1)
+        cx, cy, r = c.discs[t]
+        inner = (xx - cx) ** 2 + (yy - cy) ** 2 < (0.7 * r) ** 2
+        angle, coherence = _orientation(gray, inner)
+        err = abs((angle - gt.ANGLES[c.label] + math.pi / 2) % math.pi - math.pi / 2)
+        assert coherence > 0.7 and err < math.radians(10), (c.label, angle, coherence)
+        for x0, y0, x1, y1 in c.distractor_boxes[t]:
+            dx, dy, dr = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+            inside = (xx - dx) ** 2 + (yy - dy) ** 2 < (0.5 * dr) ** 2
+            inside &= (xx - cx) ** 2 + (yy - cy) ** 2 > (r + 2) ** 2   # not under the evidence
+            if inside.sum() > 200 and 0 < x0 and x1 < size and 0 < y0 and y1 < size:
+                assert _orientation(gray, inside)[1] < 0.5
+
+
+def test_no_low_level_map_finds_the_evidence():
+    """Brightness, colour saliency and motion energy point at the evidence about as often as at any disc."""
+    for frames, size in GEOMETRIES:
+        floor = gt.low_level_floor(gt.generate(40, seed=21, frames=frames, size=size))
+        for k in ("brightness", "colour", "motion"):
+            assert floor[k] < floor["disc_share"] + 0.2 < 0.6, (frames, size, floor)
+
+
+def test_default_areas_follow_one_rule():
+    # the toy's evidence: an 8 px square over 8.5 frames on average, of 16 frames of 64 x 64
+    assert gt.default_areas(8 * 8 * 8.5 / (16 * 64 * 64)) == tuple(toy.AREAS)
+    for name, (frames, size) in gt.GEOMETRY.items():
+        assert tuple(get_entry(name).areas) == gt.default_areas(gt.evidence_fraction(frames, size))
+    assert gt.pointing_tolerance(64) == 4 and gt.pointing_tolerance(224) == 14
+
+
+def test_registry_entries_use_the_real_builders_and_geometry():
+    names = list_models()
+    for name, (frames, size) in gt.GEOMETRY.items():
+        assert name in names
+        e = get_entry(name)
+        assert (e.num_frames, e.crop_size, e.offline) == (frames, size, True)
+    x3d = load_model("gt_x3d_xs", pretrained=False, device="cpu")
+    real = load_model("x3d_xs", pretrained=False, device="cpu")
+    # the same network as the x3d_xs entry, up to the 4-class projection of the head
+    shapes = {k: v.shape for k, v in x3d.module.state_dict().items()}
+    ref = {k: v.shape for k, v in real.module.state_dict().items()}
+    assert {k for k in shapes if shapes[k] != ref.get(k)} == {"blocks.5.proj.weight", "blocks.5.proj.bias"}
+    vm = load_model("gt_videomae", pretrained=False, device="cpu")
+    cfg = vm.module.config
+    assert (type(vm.module).__name__, cfg.patch_size, cfg.tubelet_size, cfg.num_frames, cfg.image_size) == \
+        ("VideoMAEForVideoClassification", 16, 2, 16, 224)
+    assert vm.layout == "BTCHW" and vm.token_grid is not None
+    seen = {}
+    layer = dict(vm.module.named_modules())[vm.gradcam_layer]
+    hook = layer.register_forward_hook(lambda m, i, o: seen.update(map=vm.token_grid.reshape(o)))
+    with torch.no_grad():
+        out = vm(torch.rand(1, 3, 16, 224, 224))
+    hook.remove()
+    assert out.shape == (1, 4) and seen["map"].shape[2:] == (8, 14, 14)
+
+
+def test_the_toy_stays_the_default():
+    assert list_models()[0] == "toy"
+    assert [n for n in list_models() if n.startswith("gt_")] == sorted(gt.GEOMETRY)
