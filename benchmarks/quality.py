@@ -78,8 +78,9 @@ def tolerance_for(model_name: str) -> int | None:
 
 
 def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int,
-            overrides: dict | None = None, tolerance: int | None = None) -> dict:
-    """Explain one clip with method ``name`` (plus Settings ``overrides``) and score the map."""
+            overrides: dict | None = None, tolerance: int | None = None, saliency: bool = False) -> dict:
+    """Explain one clip with method ``name`` (plus Settings ``overrides``) and score the map (``saliency``:
+    the map itself too, under the key "saliency", for the caller's own scores)."""
     method, preset = METHODS[name]
     t0 = time.perf_counter()
     exp = explain(model, item.frames, target=item.label, method=method, preset=preset or "fast", seed=seed,
@@ -100,6 +101,8 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
            "iterations": exp.iterations}
     if tolerance is not None:
         row["tolerance"] = tolerance
+    if saliency:
+        row["saliency"] = exp.saliency
     return row
 
 
@@ -185,14 +188,14 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
 PAIRED_METRICS = ("insertion", "deletion", "pointing_game", "mass_in_tube", "temporal_hit")
 
 
-def paired(rows: list[dict], a: str, b: str) -> dict:
+def paired(rows: list[dict], a: str, b: str, metrics: tuple = PAIRED_METRICS) -> dict:
     """Mean difference a - b of each metric over the clips both methods ran on, with its standard error
     (the spread of the per-clip differences over sqrt(n)): the error of a comparison on shared clips."""
     ra = {r["clip"]: r for r in rows if r["method"] == a}
     rb = {r["clip"]: r for r in rows if r["method"] == b}
     clips = sorted(set(ra) & set(rb))
     out = {"clips": len(clips)}
-    for m in PAIRED_METRICS:
+    for m in metrics:
         d = [float(ra[i][m]) - float(rb[i][m]) for i in clips]
         out[m], out[f"{m}_sem"] = _mean(d), _sem(d)
     return out
@@ -262,6 +265,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", default=None, help="per-clip results (resumable; default "
                     "benchmarks/results/quality.jsonl for the toy, quality_<model>.jsonl otherwise)")
     ap.add_argument("--json", default=None, help="write the summary here")
+    ap.add_argument("--baseline", default=None, metavar="JSONL",
+                    help="also report each method minus the same method's rows in JSONL (e.g. an earlier engine's), "
+                         "paired over the clips both have")
     a = ap.parse_args(argv)
     shard, shards = parse_shard(ap, a.shard)
     torch.set_num_threads(a.threads)
@@ -312,6 +318,17 @@ def main(argv=None) -> int:
         header.update(task=f"Ground-truth task, {a.model} ({frames} × {size} px)", model=a.model,
                       pointing_tolerance=tolerance)
     print(table(summary, header))
+    if a.baseline:
+        base = [dict(r, method=r["method"] + "@baseline") for r in read_rows(Path(a.baseline))
+                if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n and r["method"] in methods]
+        base = list({(r["method"], r["clip"]): r for r in base}.values())
+        summary["minus_baseline"] = {"baseline": a.baseline, **{
+            m: paired(rows + base, m, m + "@baseline") for m in summary["methods"]}}
+        for m, d in summary["minus_baseline"].items():
+            if m != "baseline" and d["clips"]:
+                print(f"{LABELS.get(m, m)} − the same in {a.baseline} on the {d['clips']} clips both have (paired): "
+                      + ", ".join(f"{k.replace('_', ' ')} {d[k]:+.3f} ± {d[k + '_sem']:.3f}"
+                                  for k in PAIRED_METRICS) + ".")
     if a.json:
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,10 @@ here and confirming it with ``benchmarks/quality.py`` are separate experiments.
     python benchmarks/tune.py --variants "lr=0.1" "lr=0.15" "lr=0.2" "lr=0.3" --clips 16 \\
         --json benchmarks/results/tune_fast_lr.json
 
-Each variant is STEP with the ``fast`` preset plus the given :class:`attribution.step.Settings` overrides
-(``key=value`` pairs, comma-separated, values as Python literals). Clips are ``toy.generate(n, seed=700)``
-(quality.py uses seed 500, training seeds >= 1000); the metrics are quality.py's. Every variant is compared
+Each variant is STEP (or ``--method`` 3d-ep / 2d-ep) with the ``fast`` preset plus the given
+:class:`attribution.step.Settings` overrides (``key=value`` pairs, comma-separated, values as Python literals).
+Clips are ``toy.generate(n, seed=700)`` (quality.py uses seed 500, training seeds >= 1000); the metrics are
+quality.py's. Every variant is compared
 with the first on the same clips: the mean per-clip difference and its standard error, which is far smaller
 than the spread of the means themselves (the pointing game of one clip moves in steps of 0.1 or more).
 Rows go to a JSONL file as they are done (resumable; ``--shard I/N`` splits the clips over processes).
@@ -49,7 +50,7 @@ def parse_variant(text: str) -> dict:
     return out
 
 
-def report(rows: list[dict], variants: list[str]) -> dict:
+def report(rows: list[dict], variants: list[str], metrics: tuple = PAIRED_METRICS) -> dict:
     base = variants[0]
     out = {}
     for v in variants:
@@ -58,17 +59,25 @@ def report(rows: list[dict], variants: list[str]) -> dict:
             continue
         out[v] = {"clips": len(rs), "iterations": _mean([r["iterations"] for r in rs]),
                   "seconds": _mean([r["seconds"] for r in rs]),
-                  **{m: _mean([float(r[m]) for r in rs]) for m in PAIRED_METRICS}}
+                  **{m: _mean([float(r[m]) for r in rs]) for m in metrics}}
         if v != base:
-            out[v]["minus_" + base] = paired(rows, v, base)
+            out[v]["minus_" + base] = paired(rows, v, base, metrics)
     return out
 
 
-def table(summary: dict, variants: list[str]) -> str:
+SHOWN = ("insertion", "pointing_game", "mass_in_tube", "temporal_hit")   # columns of the table
+DELTAS = ("pointing_game", "mass_in_tube", "insertion")                  # paired-difference columns
+
+
+def table(summary: dict, variants: list[str], shown: tuple = SHOWN, deltas: tuple = DELTAS,
+          first: str = "variant") -> str:
     base = variants[0]
-    lines = [f"| variant | clips | iterations | s / clip | insertion | pointing game | mass in tube | temporal hit "
-             f"| Δ pointing game vs {base} | Δ mass in tube vs {base} | Δ insertion vs {base} |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def name(m):
+        return m.replace("_", " ")
+    lines = [f"| {first} | clips | iterations | s / clip | " + " | ".join(name(m) for m in shown) + " | "
+             + " | ".join(f"Δ {name(m)} vs {base}" for m in deltas) + " |",
+             "|---|---:|---:|---:|" + "---:|" * (len(shown) + len(deltas))]
     for v in variants:
         p = summary.get(v)
         if p is None:
@@ -77,10 +86,18 @@ def table(summary: dict, variants: list[str]) -> str:
 
         def delta(m):
             return "–" if d is None else f"{d[m]:+.3f} ± {d[m + '_sem']:.3f}"
-        lines.append(f"| {v} | {p['clips']} | {p['iterations']:.0f} | {p['seconds']:.1f} | {p['insertion']:.3f} | "
-                     f"{p['pointing_game']:.3f} | {p['mass_in_tube']:.3f} | {p['temporal_hit']:.2f} | "
-                     f"{delta('pointing_game')} | {delta('mass_in_tube')} | {delta('insertion')} |")
+        lines.append(f"| {v} | {p['clips']} | {p['iterations']:.0f} | {p['seconds']:.1f} | "
+                     + " | ".join(f"{p[m]:.2f}" if m == "temporal_hit" else f"{p[m]:.3f}" for m in shown) + " | "
+                     + " | ".join(delta(m) for m in deltas) + " |")
     return "\n".join(lines)
+
+
+def paired_run_args(ap: argparse.ArgumentParser) -> None:
+    """The options every paired run shares: curve steps, optimisation seed, threads, shard."""
+    ap.add_argument("--steps", type=int, default=128, help="deletion/insertion steps")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the optimisation (not of the clips)")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--shard", default="0/1", metavar="I/N", help="run clips i with i %% N == I")
 
 
 def main(argv=None) -> int:
@@ -88,11 +105,10 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", required=True,
                     help='Settings overrides per variant, e.g. "lr=0.1" "lr=0.3,subsample=3"; the first is the '
                          'baseline ("fast": the preset as it is)')
+    ap.add_argument("--method", default="step", choices=["step", "3d-ep", "2d-ep"],
+                    help="the perturbation method the variants run (fast preset; default step)")
     ap.add_argument("--clips", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=128, help="deletion/insertion steps")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the optimisation (not of the clips)")
-    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--shard", default="0/1", metavar="I/N", help="run clips i with i %% N == I")
+    paired_run_args(ap)
     ap.add_argument("--jsonl", default="benchmarks/results/tune.jsonl", help="per-clip rows (resumable)")
     ap.add_argument("--json", default=None, help="write the summary here")
     a = ap.parse_args(argv)
@@ -107,14 +123,15 @@ def main(argv=None) -> int:
     path = Path(a.jsonl)
     rows = read_rows(path)
     rows = [r for r in rows if r.get("clip_seed") == SEED and r.get("steps") == a.steps and r.get("seed") == a.seed
-            and r["clip"] < a.clips and r["method"] in overrides]
+            and r["clip"] < a.clips and r["method"] in overrides
+            and r.get("perturbation_method", "step") == a.method]
     done = {(r["method"], r["clip"]) for r in rows}
     for i in range(shard, a.clips, shards):
         for v in a.variants:
             if (v, i) in done:
                 continue
-            row = run_one(model, items[i], i, "step", a.steps, "block", "blur", a.seed, overrides[v])
-            row.update(method=v, overrides=overrides[v], clip_seed=SEED)
+            row = run_one(model, items[i], i, a.method, a.steps, "block", "blur", a.seed, overrides[v])
+            row.update(method=v, overrides=overrides[v], clip_seed=SEED, perturbation_method=a.method)
             rows.append(row)
             append_line(path, row)
             print(f"{v:24s} clip {i:3d}: {row['iterations']} it, ins {row['insertion']:.3f} "
@@ -124,11 +141,12 @@ def main(argv=None) -> int:
         return 0
     rows = list({(r["method"], r["clip"]): r for r in rows}.values())
     summary = report(rows, a.variants)
-    print(f"STEP fast-preset variants on toy clips seed {SEED} (target = true class); Δ = paired difference "
+    print(f"{a.method} fast-preset variants on toy clips seed {SEED} (target = true class); Δ = paired difference "
           f"± its standard error.\n")
     print(table(summary, a.variants))
     if a.json:
         Path(a.json).write_text(json.dumps({"clip_seed": SEED, "clips": a.clips, "threads": a.threads,
+                                            "method": a.method,
                                             "variants": {v: overrides[v] for v in a.variants},
                                             "summary": summary}, indent=1))
     return 0
