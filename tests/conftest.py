@@ -63,3 +63,14 @@ def no_network(monkeypatch, tmp_path):
     model_zoo.clear_cache()
     yield attempts
     model_zoo.clear_cache()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors on one intra-op thread: on a shared, loaded CPU the thread pool's hand-offs cost far more
+    than the arithmetic of a 16-32 px test clip (test_step.py runs in about half the time)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,8 +9,8 @@ checks that the script starts offline. A screenshot is saved in pytest's tmp fol
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,37 +38,40 @@ def chromium():
     return CHROMIUM
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _served_url(log: Path) -> str | None:
+    """The address ``python app.py`` printed once it was serving (Gradio chose the port itself, binding it)."""
+    found = re.search(r"Running on local URL:\s*(http://\S+?)/?\s*$", log.read_text(errors="replace"), re.M)
+    return found.group(1) + "/" if found else None
 
 
 @pytest.fixture(scope="module")
 def server(chromium, tmp_path_factory):
-    """``python app.py`` on a free port of 127.0.0.1; yields its URL."""
+    """``python app.py`` on 127.0.0.1; yields its URL. No port is chosen here: Gradio takes the first one it can
+    bind (from 7860), so another process taking "our" free port between a check and the bind cannot happen."""
     tmp = tmp_path_factory.mktemp("served")
-    port = _free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", VAE_TMP=str(tmp / "requests"),
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", VAE_TMP=str(tmp / "requests"),
                GRADIO_EXAMPLES_CACHE=str(tmp / "examples_cache"), GRADIO_TEMP_DIR=str(tmp / "gradio"),
                VAE_CURVE_STEPS="32")
     env.pop("PORT", None)
+    env.pop("GRADIO_SERVER_PORT", None)
     log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180  # importing torch + gradio on a busy 2-core machine takes a while
+    proc = subprocess.Popen([sys.executable, "-u", "app.py"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 600  # a hang guard, not a speed limit: importing torch + gradio under load is slow
     try:
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"python app.py exited with {proc.returncode}:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail(f"python app.py did not answer in time:\n{(tmp / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+            url = _served_url(tmp / "server.log")
+            if url:
+                try:
+                    urllib.request.urlopen(url, timeout=30).close()
+                    break
+                except OSError:
+                    pass
+            if time.time() > deadline:
+                pytest.fail(f"python app.py never answered:\n{(tmp / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
         yield url
     finally:
         proc.terminate()

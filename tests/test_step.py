@@ -9,6 +9,8 @@ import torch
 from attribution import step as S
 from attribution.errors import InputError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def tiny_model(k=3, frames=8, size=32):
     from model_zoo.classifier import VideoClassifier
@@ -388,3 +390,97 @@ def test_ellipsoid_kernel_is_never_empty(frames, side):
 
 def test_ellipsoid_voxel_count_matches_the_authors_kernel():
     assert S.ellipsoid_kernel(8, 11).sum() == 352    # ALGORITHM.md §1.6: 352 voxels against n1 = 506
+
+
+# ---------------------------------------------------------------------- pins: what the loop does with each term
+def _record(monkeypatch, name: str) -> list:
+    """Wrap ``step.<name>``: each call's output is recorded with the gradient the energy sends back into it."""
+    calls, orig = [], getattr(S, name)
+
+    def spy(*args, **kwargs):
+        out = orig(*args, **kwargs)
+        call = {"args": args, "out": out.detach().clone(), "grad": None}
+        calls.append(call)
+        if out.requires_grad:
+            out.register_hook(lambda g: call.__setitem__("grad", g.detach().clone()))
+        return out
+    monkeypatch.setattr(S, name, spy)
+    return calls
+
+
+@pytest.mark.parametrize("game, sides", [("preserve", ["m"]), ("delete", ["1 - m"]), ("dual", ["m", "1 - m"])])
+def test_each_game_perturbs_with_its_side_of_the_mask(monkeypatch, game, sides):
+    """Preserve keeps m, delete keeps 1 − m, dual plays both (§3: the preservation and deletion games). With a
+    learning rate of 0 the final masks are the masks every game saw."""
+    seen = _record(monkeypatch, "apply_pyramid")
+    res = S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [1], method="3d-ep",
+                         settings=S.Settings(iterations=1, areas=(0.1, 0.3), game=game, lr=0.0))
+    m = res.masks[0].unsqueeze(1)                               # (A,1,T,H,W)
+    assert (2 * m - 1).abs().mean() > 0.5                       # far from 0.5: m and 1 - m differ everywhere
+    assert len(seen) == len(sides)
+    for call, side in zip(seen, sides):
+        assert torch.allclose(call["args"][1], m if side == "m" else 1 - m, atol=1e-6), side
+
+
+@pytest.mark.parametrize("method", ["step", "3d-ep", "2d-ep"])
+def test_core_loss_enters_the_energy_only_for_step_and_only_from_its_warm_up(monkeypatch, method):
+    """L_K (§3.3) weighs λ_K = core_weight from iteration core_warmup on, and only in STEP: the energy sends
+    exactly λ_K back into it, and the ablations never compute it."""
+    areas = _record(monkeypatch, "area_loss")
+    core = _record(monkeypatch, "core_loss")
+    iteration = {"now": []}
+    orig = S.core_loss
+
+    def tagged(*args, **kwargs):
+        iteration["now"].append(len(areas) - 1)     # the area loss is computed once per iteration, before L_K
+        return orig(*args, **kwargs)
+    monkeypatch.setattr(S, "core_loss", tagged)
+    S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], method=method,
+                   settings=S.Settings(iterations=5, areas=(0.1, 0.3), core_warmup=3, core_weight=7.0))
+    assert len(areas) == 5
+    if method != "step":
+        assert core == [] and iteration["now"] == []
+        return
+    assert iteration["now"] == [3, 4]
+    assert all(c["grad"] is not None and torch.allclose(c["grad"], torch.full((2,), 7.0)) for c in core)
+
+
+def test_the_area_weight_grows_by_its_factor_every_iteration(monkeypatch):
+    """λ_area(t) = area_weight · area_growth^t (§3.2): the gradient the energy sends into the area loss."""
+    areas = _record(monkeypatch, "area_loss")
+    S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], method="step",
+                   settings=S.Settings(iterations=4, areas=(0.2,), area_weight=2.0, area_growth=1.5))
+    assert [round(float(c["grad"][0]), 5) for c in areas] == [2.0, 3.0, 4.5, 6.75]
+
+
+def test_early_stop_fires_once_the_mask_settles_and_never_when_off():
+    model, clip = tiny_model(frames=4, size=16), torch.rand(1, 3, 4, 16, 16)
+    st = S.Settings(iterations=40, areas=(0.2,), early_stop=1.0, min_iterations=25)   # any change is "settled"
+    stopped = S.perturbation(model, clip, [0], settings=st)
+    # checked every 10 iterations against the mask 10 iterations before, not before min_iterations
+    assert stopped.iterations == 30 and stopped.evaluations == 30
+    assert S.perturbation(model, clip, [0], settings=dataclasses.replace(st, min_iterations=0)).iterations == 20
+    # early_stop=0 runs every iteration, even when the mask does not move at all (learning rate 0)
+    off = S.perturbation(model, clip, [0], settings=dataclasses.replace(st, early_stop=0.0, lr=0.0))
+    assert off.iterations == 40 and off.evaluations == 40
+
+
+def test_cancel_in_the_middle_of_a_run_stops_it_at_the_next_iteration():
+    import threading
+    cancel, done = threading.Event(), []
+
+    def progress(d, total, info):
+        done.append(d)
+        if d == 3:
+            cancel.set()
+    with pytest.raises(S.Cancelled):
+        S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], progress=progress, cancel=cancel,
+                       settings=S.Settings(iterations=40, areas=(0.2,)))
+    assert done == [1, 2, 3]
+
+
+def test_area_reference_is_sorted_ascending_with_the_area_in_ones():
+    for n, a in ((1000, 0.1), (77, 0.5), (10, 0.05)):
+        ref = S.area_reference(n, a)
+        assert ref.shape == (n,) and torch.equal(ref, ref.sort().values)
+        assert int(ref.sum()) == n - int((1 - a) * n) and set(ref.unique().tolist()) <= {0.0, 1.0}

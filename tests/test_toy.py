@@ -104,7 +104,9 @@ def test_prepare_crops_the_centre():
     assert torch.all(m.prepare(frames) == 1)
 
 
-def test_adapter_normalises_and_permutes():
+@pytest.mark.parametrize("layout", ["BCTHW", "BTCHW"])
+def test_adapter_normalises_and_lays_out_the_clip(layout):
+    """Every axis a different size and every value different: a swapped or reshaped layout cannot pass."""
     seen = {}
 
     class Spy(torch.nn.Module):
@@ -112,10 +114,15 @@ def test_adapter_normalises_and_permutes():
             seen["x"] = pixel_values
             return torch.zeros(pixel_values.shape[0], 2)
 
-    m = VideoClassifier(Spy(), name="spy", labels=["a", "b"], num_frames=3, crop_size=4, mean=[0.5] * 3,
-                        std=[0.25] * 3, layout="BTCHW", input_key="pixel_values")
-    m(torch.ones(1, 3, 3, 4, 4))
-    assert seen["x"].shape == (1, 3, 3, 4, 4) and torch.all(seen["x"] == 2)
+    mean, std = [0.1, 0.5, 0.9], [0.5, 0.25, 0.125]
+    m = VideoClassifier(Spy(), name="spy", labels=["a", "b"], num_frames=5, crop_size=4, mean=mean, std=std,
+                        layout=layout, input_key="pixel_values")
+    clip = torch.rand(2, 3, 5, 4, 6)
+    m(clip)
+    norm = (clip - torch.tensor(mean).view(1, 3, 1, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1, 1)
+    want = norm.permute(0, 2, 1, 3, 4) if layout == "BTCHW" else norm
+    assert seen["x"].shape == want.shape
+    torch.testing.assert_close(seen["x"], want)
 
 
 def test_registry(model):
