@@ -51,7 +51,9 @@ from attribution import available_methods, explain, render
 from attribution.errors import ExplorerError, InputError, VideoError
 from attribution.metrics import deletion_insertion
 from attribution.step import METHODS as PERTURBATION_METHODS
-from attribution.video import load_video
+from attribution.step import PRECISIONS
+from attribution.device import describe_device, device_sentence
+from attribution.video import load_clip
 from model_zoo import get_entry, list_models, load_model
 
 log = logging.getLogger("video-attribution-explorer")
@@ -73,6 +75,7 @@ MARGIN = 0.01                 # AUC difference below which a map is said to do n
 TOP1 = ""                     # target value meaning "the model's top-1 class"
 TOP1_CHOICE = ("Top-1 prediction (default)", TOP1)
 DEFAULT_COMPARE = ["step", "gradient", "grad-cam", "random"]
+HARDWARE = describe_device()  # what the models run on (logged at start-up, shown in the About tab)
 
 METHOD_NAMES = {
     "step": "STEP: spatio-temporal perturbation (the paper's method)",
@@ -239,13 +242,15 @@ def _areas(text) -> list[float] | None:
     return areas
 
 
-def _overrides(method: str, areas, iterations, key_frames, perturbation) -> dict:
+def _overrides(method: str, areas, iterations, key_frames, perturbation, precision=None) -> dict:
     """Options of the perturbation methods; the comparison methods take none of them."""
     if method not in PERTURBATION_METHODS:
         return {}
+    if precision not in (None, "", *PRECISIONS):
+        raise InputError(f"Precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     out = dict(areas=_areas(areas), iterations=_number(iterations, "Iterations", integer=True, minimum=0),
                key_frames=_number(key_frames, "Key frames", integer=True, minimum=0),
-               perturbation=perturbation or None)
+               perturbation=perturbation or None, precision=precision or None)
     return {k: v for k, v in out.items() if v}  # 0 and "" mean "the preset's value"
 
 
@@ -292,8 +297,8 @@ def _load(video, model_name: str, start, end, progress):
     progress(0.02, desc="Loading the model")
     model = load_model(model_name or DEFAULT_MODEL)
     progress(0.06, desc="Decoding the video")
-    v = load_video(path, num_frames=model.num_frames, max_side=MAX_SIDE, start=start, end=end,
-                   max_bytes=MAX_UPLOAD_MB * 2**20, max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS)
+    v = load_clip(path, model, start=start, end=end, max_side=MAX_SIDE, max_bytes=MAX_UPLOAD_MB * 2**20,
+                  max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS)
     if v.num_source_frames < 2:
         raise VideoError(f"The video '{Path(path).name}' has a single frame: a video classifier needs a "
                          "moving clip; upload a video of at least a second.")
@@ -317,6 +322,17 @@ def _time_of(exp, frame: int) -> str:
     return f" (t = {times[frame]:.2f} s)" if times and frame < len(times) else ""
 
 
+def _seen(exp) -> str:
+    """Which seconds of the upload the model saw, and by which sampling rule."""
+    src = exp.source
+    if not src.get("seen"):
+        return ""
+    a, b = src["seen"]
+    rule = f" ({src['sampling']})" if src.get("sampling") else ""
+    return (f"- **What the model saw:** {len(exp.temporal)} frames from **{a:.2f} s to {b:.2f} s** of the "
+            f"{src.get('duration', 0):.1f} s upload{rule}.")
+
+
 def summary_markdown(exp) -> str:
     """What the explanation says, in plain words."""
     top_label, top_p = exp.topk[0]
@@ -327,6 +343,9 @@ def summary_markdown(exp) -> str:
     if exp.preset:
         how += f" ({exp.preset} preset, {exp.iterations} iterations)"
     lines.append(f"Explained {which} with {how} in {exp.timings['total']:.1f} s.")
+    seen = _seen(exp)
+    if seen:
+        lines.append(seen)
     peak = exp.peak_frame
     lines.append(f"- **Where and when:** the bright regions are what the model relies on; the most important "
                  f"moment is frame {peak + 1} of {len(exp.temporal)}{_time_of(exp, peak)}.")
@@ -382,7 +401,7 @@ def predict_clip(video, model: str = DEFAULT_MODEL, start: float = 0, end: float
 def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: str = "step", preset: str = "fast",
                  start: float = 0, end: float = 0, areas: str = "", iterations: float = 0,
                  key_frames: float = 0, perturbation: str = "blur", seed: float = 0, curves: bool = True,
-                 progress=gr.Progress()):
+                 precision: str = "auto", progress=gr.Progress()):
     """Explain why ``model`` predicts ``target`` (default: its top-1 class) on the clip.
 
     Returns the top-5 predictions (label -> probability), the overlay video (H.264 mp4), the temporal plot and
@@ -390,7 +409,7 @@ def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: 
     and a plain-language summary (Markdown).
     """
     method = method or "step"
-    overrides = _overrides(method, areas, iterations, key_frames, perturbation)
+    overrides = _overrides(method, areas, iterations, key_frames, perturbation, precision)
     seed = _number(seed, "Seed", integer=True, minimum=0) or 0
     path, m, v, trimmed = _load(video, model, start, end, progress)
     progress(0.1, desc="Predicting")
@@ -465,7 +484,7 @@ def compare_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=
          "clip": Path(path).name, "rows": rows}, indent=1))
     archive = _zip(out, req / f"comparison_{_slug(m.name)}_{_slug(label)}.zip")
     note = (f"Explaining **{label}** on {len(methods)} method(s). Each row of the picture is one method "
-            f"(bright = important); the table says how faithful each map is.")
+            f"(bright = important); the table says how faithful each map is.\n{_seen(exp)}")
     return str(strip_png), table, archive, note
 
 
@@ -530,9 +549,17 @@ occlusion and random maps are the usual comparison methods.
 direction during a few frames while look-alike squares jitter. Because we know where and when the evidence is, the
 toy clips show whether an explanation finds it.
 
+### Which frames a model sees
+Each model is shown the frames it was trained on: Kinetics models take their recipe's window (for example
+X3D-XS: 4 frames, one every 12, i.e. 1.6 s from the middle of the clip), Something-Something models and the toy
+take frames spread over the whole clip. The trim (start / end) chooses the part of the upload this rule is
+applied to, and the summary says which seconds the model saw.
+
+### Hardware
+{hardware}
+
 ### Privacy and limits
-Uploads and results are deleted from the server after about an hour. Clips up to {mb} MB and {minutes:g} minutes;
-only {frames} frames are sampled for the toy model (other models sample their own number).
+Uploads and results are deleted from the server after about an hour. Clips up to {mb} MB and {minutes:g} minutes.
 
 ### Credits
 Example clip *bunny.mp4*: Big Buck Bunny, © Blender Foundation, CC BY 3.0 (see `examples/CREDITS.md`).
@@ -567,6 +594,8 @@ def build_demo() -> gr.Blocks:
     compare_default = [m for m in DEFAULT_COMPARE if m in method_values] or method_values[:2]
     with gr.Blocks(title="Video Attribution Explorer", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as demo:
         gr.Markdown(INTRO)
+        if HARDWARE["problem"]:
+            gr.Markdown(f"**Note:** {HARDWARE['problem']}", elem_id="vae-hardware-problem")
         with gr.Tabs():
             # ------------------------------------------------------------------------------ Explain
             with gr.Tab("Explain", id="explain"):
@@ -623,7 +652,11 @@ def build_demo() -> gr.Blocks:
                             with gr.Row():
                                 perturbation_in = gr.Radio(["blur", "fade"], value="blur", label="Perturbation")
                                 seed_in = gr.Number(label="Seed", value=0, precision=0, minimum=0)
-                            curves_in = gr.Checkbox(value=True, label="Measure deletion / insertion curves")
+                            with gr.Row():
+                                curves_in = gr.Checkbox(value=True, label="Measure deletion / insertion curves")
+                                precision_in = gr.Radio(
+                                    [("automatic", "auto"), ("fp32", "fp32")], value="auto", label="Precision",
+                                    info="automatic: bf16 / fp16 on a GPU (faster), fp32 on a CPU; fp32 forces it")
                         explain_btn = gr.Button("Explain", variant="primary", size="lg", elem_id="vae-explain-btn")
                     with gr.Column(scale=3, min_width=420):
                         with gr.Row(equal_height=False):
@@ -671,7 +704,7 @@ def build_demo() -> gr.Blocks:
                         cmp_zip = gr.File(label="Download (picture, table, maps)", interactive=False, height=90)
 
             with gr.Tab("About", id="about"):
-                gr.Markdown(ABOUT.format(mb=MAX_UPLOAD_MB, minutes=MAX_SECONDS / 60, frames=16))
+                gr.Markdown(ABOUT.format(mb=MAX_UPLOAD_MB, minutes=MAX_SECONDS / 60, hardware=device_sentence(HARDWARE)))
 
         # ---------------------------------------------------------------------------------- events
         model_in.change(on_model_change, model_in, [target_in, model_md], api_visibility="private")
@@ -683,7 +716,8 @@ def build_demo() -> gr.Blocks:
         predict_btn.click(predict_clip, [video_in, model_in, start_in, end_in], [top5_out, target_in],
                           api_name="predict", concurrency_id="model", concurrency_limit=CONCURRENCY)
         explain_btn.click(explain_clip, [video_in, model_in, target_in, method_in, preset_in, start_in, end_in,
-                                         areas_in, iterations_in, key_frames_in, perturbation_in, seed_in, curves_in],
+                                         areas_in, iterations_in, key_frames_in, perturbation_in, seed_in, curves_in,
+                                         precision_in],
                           outputs, api_name="explain", concurrency_id="model", concurrency_limit=CONCURRENCY)
         compare_btn.click(compare_clip, [cmp_video, cmp_model, cmp_target, cmp_methods, cmp_preset, cmp_start,
                                          cmp_end, cmp_iterations, cmp_seed],
@@ -718,7 +752,7 @@ def warm_up(model_name: str = DEFAULT_MODEL) -> None:
         model = load_model(model_name)
         st = make_settings(model, "step", "fast", {"iterations": 1, "compile": True})
         device = next(model.parameters()).device
-        clip = torch.zeros(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
+        clip = torch.zeros(1, 3, model.num_frames, *model.input_size, device=device)
         step.perturbation(model, clip, [0], settings=st)
         log.info("warm-up of %s done in %.1f s", model_name, time.perf_counter() - t0)
     except Exception as e:  # noqa: BLE001 - a failed warm-up only means the first request compiles
@@ -727,6 +761,9 @@ def warm_up(model_name: str = DEFAULT_MODEL) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("hardware: %s", device_sentence(HARDWARE))
+    if HARDWARE["problem"]:
+        log.warning(HARDWARE["problem"])
     if os.environ.get("VAE_WARMUP", "1") != "0":
         import threading
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()

@@ -1,7 +1,8 @@
 """Video Attribution Explorer: why did a video classifier predict that class?
 
-Public API (DESIGN §1): ``load_video``, ``explain``, ``Explanation``, ``deletion_insertion``.
-The video I/O names (``load_video``, ``write_video``, ``Video``) are imported on first use, so the engine and
+Public API: ``load_video``, ``load_clip`` (the frames a model's sampling recipe takes), ``explain``,
+``Explanation``, ``deletion_insertion``. The video I/O names (``load_video``, ``load_clip``, ``write_video``,
+``Video``) are imported on first use, so the engine and
 the metrics run where PyAV is not installed (a bare GPU machine running the speed benchmark).
 """
 from attribution.errors import ExplorerError, InputError, ModelError, VideoError
@@ -9,9 +10,9 @@ from attribution.explain import Explanation, available_methods, explain
 from attribution.metrics import Curves, deletion_insertion
 from attribution.step import PRESETS, Cancelled
 
-_VIDEO = ("load_video", "write_video", "Video")
+_VIDEO = ("load_video", "load_clip", "write_video", "Video")
 
-__all__ = ["load_video", "write_video", "Video", "explain", "Explanation", "available_methods", "PRESETS",
+__all__ = ["load_video", "load_clip", "write_video", "Video", "explain", "Explanation", "available_methods", "PRESETS",
            "deletion_insertion", "Curves",
            "Cancelled", "ExplorerError", "InputError", "ModelError", "VideoError"]
 

@@ -191,14 +191,15 @@ def _barrier(tdist, device) -> None:
 
 
 def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, target=None, seed: int = 0,
-                 curves: bool = False, steps: int = 128, overrides: dict | None = None) -> dict:
+                 curves: bool = False, steps: int = 128, overrides: dict | None = None, start=None,
+                 end=None) -> dict:
     """Explain one clip, save it into ``out`` and return its result line (without id / status)."""
     import torch
     from attribution.explain import explain
-    from attribution.video import load_video
+    from attribution.video import load_clip
 
     t0 = time.perf_counter()
-    video = load_video(clip, num_frames=model.num_frames)
+    video = load_clip(clip, model, start=start, end=end)
     t1 = time.perf_counter()
     exp = explain(model, video, target=target, method=method, preset=preset, seed=seed, **(overrides or {}))
     exp.source["path"] = clip
@@ -207,7 +208,8 @@ def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, targe
            "prediction": {"index": model.labels.index(exp.topk[0][0]), "label": exp.topk[0][0],
                           "probability": round(exp.topk[0][1], 5)},
            "target": exp.target, "label": exp.label, "probability": round(exp.probability, 5),
-           "peak_frame": exp.peak_frame, "iterations": exp.iterations, "evaluations": exp.evaluations}
+           "peak_frame": exp.peak_frame, "iterations": exp.iterations, "evaluations": exp.evaluations,
+           "frames": exp.source.get("indices"), "times": exp.source.get("times")}
     if curves:
         from attribution.metrics import deletion_insertion
         with torch.no_grad():
@@ -228,7 +230,7 @@ def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, targe
 def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str = "fast",
               target=None, seed: int = 0, curves: bool = False, steps: int = 128, device=None,
               overrides: dict | None = None, retry_errors: bool = False, dist: Dist | None = None,
-              log=sys.stderr) -> dict:
+              start=None, end=None, log=sys.stderr) -> dict:
     """Explain every clip of ``source`` (folder or list) into ``out_dir``; resumable; sharded under torchrun.
 
     Args:
@@ -237,6 +239,7 @@ def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str
         model: registry name / path for :func:`model_zoo.load_model`, or a built ``VideoClassifier``.
         method, preset, target, seed, overrides: as :func:`attribution.explain`; ``target`` None explains
             each clip's top-1 class.
+        start, end: the part of every clip (seconds) the model's frame sampling is applied to.
         curves: also measure deletion/insertion (blocks, blur substrate, ``steps`` steps) with a random map.
         device: default ``cuda:LOCAL_RANK`` when there is a GPU, else the CPU.
         retry_errors: also rerun clips whose input failed before.
@@ -276,7 +279,7 @@ def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str
             try:
                 row = {**base, "status": "ok", **explain_clip(
                     net, clip, out / cid, method=method, preset=preset, target=target, seed=seed,
-                    curves=curves, steps=steps, overrides=overrides)}
+                    curves=curves, steps=steps, overrides=overrides, start=start, end=end)}
                 stats["ok"] += 1
             except KeyboardInterrupt:
                 raise

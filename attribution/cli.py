@@ -10,6 +10,7 @@ import sys
 import time
 
 from attribution.errors import ExplorerError
+from attribution.step import PRECISIONS
 
 
 def _engine_args(p) -> None:
@@ -19,6 +20,9 @@ def _engine_args(p) -> None:
                         "(default: compile runs of >= 100 iterations)")
     p.add_argument("--batch", type=int, default=None,
                    help="masks per model call (default: all areas at once; halves itself on out-of-memory)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="the model's arithmetic: auto (default: bf16 autocast on GPUs of compute capability >= 8.0, "
+                        "fp16 below, fp32 on the CPU), or force fp32 / bf16 / fp16")
 
 
 def _areas(text: str) -> list[float]:
@@ -74,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--seed", type=int, default=0)
     bt.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
     bt.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
+    bt.add_argument("--start", type=float, default=None, help="start of the part of every clip to explain, seconds")
+    bt.add_argument("--end", type=float, default=None, help="end of the part of every clip to explain, seconds")
     bt.add_argument("--curves", action="store_true", help="also measure deletion/insertion with a random map")
     _engine_args(bt)
     bt.add_argument("--steps", type=int, default=128, help="deletion/insertion steps (default 128)")
@@ -100,17 +106,17 @@ def _progress_bar(quiet: bool):
 
 def cmd_explain(a) -> int:
     import torch
-    from attribution import explain, load_video
+    from attribution import explain, load_clip
     from model_zoo import load_model
 
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_model(a.model, device=a.device)
-    video = load_video(a.clip, num_frames=model.num_frames, start=a.start, end=a.end)
+    video = load_clip(a.clip, model, start=a.start, end=a.end)
     progress, close = _progress_bar(a.quiet)
     overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas, key_frames=a.key_frames,
                                        perturbation=a.perturbation, game=a.game, compile=a.compile,
-                                       batch=a.batch).items() if v is not None}
+                                       batch=a.batch, precision=a.precision).items() if v is not None}
     try:
         exp = explain(model, video, target=a.target, method=a.method, preset=a.preset, seed=a.seed,
                       progress=progress, **overrides)
@@ -124,6 +130,7 @@ def cmd_explain(a) -> int:
     out = exp.save(a.out)
     line = {"clip": a.clip, "model": model.name, "target": exp.target, "label": exp.label,
             "probability": round(exp.probability, 4), "method": exp.method, "preset": exp.preset,
+            "frames": exp.source.get("indices"), "seconds_seen": exp.source.get("seen"),
             "peak_frame": exp.peak_frame, "iterations": exp.iterations,
             "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
     if exp.curves is not None:
@@ -134,10 +141,15 @@ def cmd_explain(a) -> int:
 
 def cmd_models(_a) -> int:
     from model_zoo import get_entry, list_models
+    from model_zoo.sampling import window_seconds
+    print(f"{'name':48s} {'family':12s} {'frames x rate':>13s} {'seconds':>7s} {'crop':>4s}  weights")
     for name in list_models():
         e = get_entry(name)
         where = "offline" if e.offline else "needs download"
-        print(f"{name:48s} {e.family:12s} {e.num_frames:>3d}x{e.crop_size:<4d} {where}")
+        recipe = f"{e.num_frames} x {e.sampling_rate}" if e.sampling_rate else f"{e.num_frames} uniform"
+        seconds = window_seconds(e)
+        print(f"{name:48s} {e.family:12s} {recipe:>13s} {f'{seconds:.2f}' if seconds else 'all':>7s} "
+              f"{e.crop_size:>4d}  {where}")
     return 0
 
 
@@ -145,10 +157,10 @@ def cmd_batch(a) -> int:
     from attribution.batch import read_results, run_batch, summarise
 
     overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas, compile=a.compile,
-                                       batch=a.batch).items() if v is not None}
+                                       batch=a.batch, precision=a.precision).items() if v is not None}
     stats = run_batch(a.clips, a.out, model=a.model, method=a.method, preset=a.preset, target=a.target,
                       seed=a.seed, curves=a.curves, steps=a.steps, device=a.device, overrides=overrides,
-                      retry_errors=a.retry_errors, log=None if a.quiet else sys.stderr)
+                      retry_errors=a.retry_errors, start=a.start, end=a.end, log=None if a.quiet else sys.stderr)
     if stats["rank"] == 0:  # after the merge: every rank's clips, this run's and earlier runs'
         stats["all"] = summarise(read_results(a.out))
     print(json.dumps(stats))

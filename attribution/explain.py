@@ -150,19 +150,32 @@ def resolve_target(model, target, probs: torch.Tensor) -> int:
 
 
 def _as_clip(model, frames_or_clip) -> tuple[torch.Tensor, dict]:
-    """(1,3,T,H,W) in [0,1] on the model's device, and a dict describing the source."""
-    from attribution.video import Video, load_video
+    """(1,3,T,H,W) in [0,1] on the model's device, and a dict describing the source.
+
+    A path is read with :func:`attribution.video.load_clip` (the model's own frame sampling); a ``Video`` with
+    more frames than the model takes (e.g. ``load_video(path)`` with every frame) is sampled the same way,
+    one with exactly ``num_frames`` frames is taken as already sampled.
+    """
+    from attribution.video import Video, load_clip
     source: dict = {}
     x = frames_or_clip
     if isinstance(x, (str, os.PathLike)):
         source["path"] = str(x)
-        x = load_video(x, num_frames=model.num_frames)
+        x = load_clip(x, model)
     if isinstance(x, Video):
         if x.num_source_frames < 2:
             raise InputError("The clip has a single frame; a video classifier needs at least 2 frames.")
+        pick = np.arange(len(x))
+        if len(x) != model.num_frames and hasattr(model, "frame_indices"):
+            pick = np.asarray(model.frame_indices(len(x), x.fps))
+        times = np.asarray(x.times)[pick]
         source.update(fps=x.fps, duration=x.duration, size=list(x.size),
-                      indices=[int(i) for i in x.indices], times=[round(float(s), 3) for s in x.times])
-        x = x.frames
+                      indices=[int(i) for i in np.asarray(x.indices)[pick]],
+                      times=[round(float(s), 3) for s in times],
+                      seen=[round(float(times[0]), 3), round(float(times[-1]), 3)])
+        if hasattr(model, "sampling"):
+            source["sampling"] = model.sampling()
+        x = x.frames[pick]
     if isinstance(x, torch.Tensor):
         clip = x.detach().float()
         if clip.dim() == 4:
@@ -178,6 +191,17 @@ def _as_clip(model, frames_or_clip) -> tuple[torch.Tensor, dict]:
     if len(arr) < 2:
         raise InputError("The clip has a single frame; a video classifier needs at least 2 frames.")
     return model.prepare(arr), source
+
+
+def _model_info(model) -> dict:
+    """What summary.json records of the model: its info, input grid, preprocessing and frame sampling."""
+    pre = getattr(model, "preprocess", None)
+    return dict(getattr(model, "info", {}), num_frames=model.num_frames, crop_size=model.crop_size,
+                input_size=list(getattr(model, "input_size", (model.crop_size, model.crop_size))),
+                sampling_rate=getattr(model, "sampling_rate", None),
+                preprocess=pre.describe() if hasattr(pre, "describe") else None,
+                mean=model.mean.flatten().tolist(), std=model.std.flatten().tolist(),
+                layout=getattr(model, "layout", None))
 
 
 def make_settings(model, method: str, preset: str | None, overrides: dict) -> step_mod.Settings:
@@ -208,8 +232,9 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
     Args:
         model: a :class:`model_zoo.VideoClassifier` (any module that maps (B,3,T,H,W) in [0,1] to logits and
             has ``labels``, ``prepare``, ``num_frames`` and ``crop_size``).
-        frames_or_clip: uint8 frames (T,H,W,3) of any size (resized and cropped by ``model.prepare``), a
-            clip tensor (1,3,T,H,W) in [0,1] at the model's size, a :class:`attribution.video.Video`, or a path.
+        frames_or_clip: a path (read with the model's own frame sampling, see ``load_clip``), a
+            :class:`attribution.video.Video`, uint8 frames (T,H,W,3) of any size (resized and cropped by
+            ``model.prepare``), or a clip tensor (1,3,T,H,W) in [0,1] at the model's input size.
         target: class index, label name, or None for the model's top-1 class.
         method: ``step`` (the paper), ``3d-ep``, ``2d-ep``, or a comparison method (see
             :func:`available_methods`).
@@ -220,7 +245,8 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
         cancel: ``threading.Event`` or callable; when set, raises ``step.Cancelled``.
         event: known evidence window (start, end) of the clip, only drawn in plots.
         **overrides: any :class:`attribution.step.Settings` field (iterations, areas, lr, grid_step, sigma,
-            key_frames, perturbation, game, area_weight, area_growth, core_weight, core_warmup, ...).
+            key_frames, perturbation, game, area_weight, area_growth, core_weight, core_warmup, ...);
+            ``precision="fp32"`` turns off the autocast a GPU gets by default.
     """
     t0 = time.perf_counter()
     if device is not None and torch.device(device) != model.device:
@@ -241,9 +267,7 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
         common = dict(model_name=model.name, target=tgt, label=model.labels[tgt], topk=topk,
                       probability=float(probs[tgt]), frames=frames, method=method, seed=seed, source=source,
                       event=tuple(event) if event is not None else None,
-                      model_info=dict(getattr(model, "info", {}), num_frames=model.num_frames,
-                                      crop_size=model.crop_size, mean=model.mean.flatten().tolist(),
-                                      std=model.std.flatten().tolist(), layout=getattr(model, "layout", None)))
+                      model_info=_model_info(model))
         if method in step_mod.METHODS:
             settings = make_settings(model, method, preset, overrides)
             res = step_mod.perturbation(model, clip, [tgt], method=method, settings=settings, seed=seed,

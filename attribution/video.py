@@ -31,7 +31,7 @@ import numpy as np
 
 from attribution.errors import ExplorerError, InputError, VideoError
 
-__all__ = ["Video", "load_video", "write_video", "probe_video", "apply_display_matrix", "MAX_FRAMES"]
+__all__ = ["Video", "load_video", "load_clip", "write_video", "probe_video", "apply_display_matrix", "MAX_FRAMES"]
 
 MAX_FRAMES = 2000  # most frames one call returns (2000 x 640x360 RGB is 1.4 GB)
 
@@ -69,7 +69,7 @@ class Video:
 # Reading
 
 
-def load_video(path, num_frames=None, max_side=640, start=None, end=None, *,
+def load_video(path, num_frames=None, max_side=640, start=None, end=None, *, sampler=None,
                max_bytes=200 * 2**20, max_seconds=600, max_pixels=8192 * 8192) -> Video:
     """Decode ``num_frames`` frames sampled uniformly in time from a video file.
 
@@ -83,6 +83,9 @@ def load_video(path, num_frames=None, max_side=640, start=None, end=None, *,
         max_side: the longer side of the returned frames is at most this many pixels (aspect ratio
             kept, never enlarged); ``None`` keeps the source size.
         start, end: optional window in seconds (0 = first frame); only frames inside it are sampled.
+        sampler: ``sampler(n, fps) -> indices`` choosing frames among the ``n`` frames inside [start, end] of a
+            clip at ``fps`` (a model's recipe, ``VideoClassifier.frame_indices``); replaces ``num_frames``'
+            uniform rule. Where the frame rate varies, the indices are read as instants ``index / fps``.
         max_bytes, max_seconds, max_pixels: limits on file size, video length and frame resolution
             (width x height) beyond which the file is refused before it is decoded.
 
@@ -95,7 +98,7 @@ def load_video(path, num_frames=None, max_side=640, start=None, end=None, *,
         InputError: an argument is wrong (``num_frames`` < 1, a window without frames, ...).
     """
     try:
-        return _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, max_pixels)
+        return _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, max_pixels, sampler)
     except ExplorerError:
         raise
     except MemoryError:
@@ -106,7 +109,19 @@ def load_video(path, num_frames=None, max_side=640, start=None, end=None, *,
                          "it may be damaged; export it again as mp4 (H.264) and retry.") from e
 
 
-def _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, max_pixels):
+def load_clip(path, model, start=None, end=None, **kwargs) -> Video:
+    """The frames of ``path`` that ``model`` sees: its own sampling recipe, applied to [start, end].
+
+    Every path that reads a file for a model (``explain``, the app, the CLI, ``batch``, the benchmarks) goes
+    through here, so they all show the model the same frames. ``model`` is anything with ``num_frames`` and,
+    optionally, ``frame_indices(n, fps)`` (a :class:`model_zoo.VideoClassifier`); without it the frames are
+    spread uniformly. ``kwargs`` go to :func:`load_video` (``max_side`` and the size limits).
+    """
+    return load_video(path, num_frames=model.num_frames, start=start, end=end,
+                      sampler=getattr(model, "frame_indices", None), **kwargs)
+
+
+def _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, max_pixels, sampler):
     if num_frames is not None and not 1 <= int(num_frames) <= MAX_FRAMES:
         raise InputError(f"num_frames must be between 1 and {MAX_FRAMES}, got {num_frames}.")
     if max_side is not None and int(max_side) < 1:
@@ -133,7 +148,7 @@ def _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, 
     times = scan.times
     n_source = len(times)
 
-    positions = _pick_frames(times, num_frames, start, end, scan.uniform, duration)
+    positions = _pick_frames(times, num_frames, start, end, scan.uniform, duration, sampler, scan.fps)
     wanted = set(scan.keys[positions].tolist())
 
     with _open(path) as container:
@@ -358,12 +373,14 @@ def _scan(container, stream, name, max_seconds) -> _Scan:
                  duration=float(duration))
 
 
-def _pick_frames(times, num_frames, start, end, uniform, duration) -> np.ndarray:
+def _pick_frames(times, num_frames, start, end, uniform, duration, sampler=None, fps=None) -> np.ndarray:
     """Positions (into the display-ordered frame list) of the frames to return.
 
     times (N,) seconds, sorted. Uniform in time: the frame nearest to each of ``num_frames`` evenly
     spaced instants between the first and last frame inside [start, end]. Where the frame rate is
     constant this is computed on indices, which is the same thing without floating-point ties.
+    With a ``sampler`` its indices among the frames inside [start, end] are used (as instants
+    ``times[first] + index / fps`` where the frame rate varies).
     """
     eps = 1e-6
     inside = np.flatnonzero((times >= start - eps) & (times <= end + eps))
@@ -371,6 +388,13 @@ def _pick_frames(times, num_frames, start, end, uniform, duration) -> np.ndarray
         raise InputError(f"No frame lies between start={start:g} s and end={end:g} s: the video is "
                          f"{duration:.2f} s long.")
     first, last = int(inside[0]), int(inside[-1])
+    span = np.arange(first, last + 1)
+    if sampler is not None:
+        idx = np.asarray(sampler(last - first + 1, fps), dtype=np.float64)
+        if uniform:
+            return (first + idx).round().astype(np.int64)
+        instants = times[first] + idx / fps
+        return np.interp(instants, times[first:last + 1], span).round().astype(np.int64)
     if num_frames is None:
         if last - first + 1 > MAX_FRAMES:
             raise VideoError(f"The clip has {last - first + 1} frames, more than the {MAX_FRAMES} that "
@@ -379,7 +403,6 @@ def _pick_frames(times, num_frames, start, end, uniform, duration) -> np.ndarray
     if uniform:
         return np.linspace(first, last, int(num_frames)).round().astype(np.int64)
     instants = np.linspace(times[first], times[last], int(num_frames))
-    span = np.arange(first, last + 1)
     return np.interp(instants, times[first:last + 1], span).round().astype(np.int64)
 
 

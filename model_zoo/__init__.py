@@ -1,12 +1,15 @@
-"""Model registry: one table of entries and one ``load_model`` (timm-style; DESIGN §1, STYLE).
+"""Model registry: one table of entries and one ``load_model`` (as timm's ``create_model``).
 
 Each entry is data: family, builder, frames, sampling rate, crop, mean/std, layout, Grad-CAM layer, labels,
 weights source and licence. Adding a model is adding an entry. ``load_model`` wraps whatever the builder
-returns in :class:`VideoClassifier`, puts it in eval mode with frozen parameters, and caches it.
+returns in :class:`VideoClassifier`, puts it in eval mode with frozen parameters, and caches it: at most
+``VAE_MODEL_CACHE`` models (default 2), the least recently used moved off the GPU and dropped first.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import logging
 import os
 import socket
 import threading
@@ -16,10 +19,14 @@ from typing import Callable, Sequence
 import torch
 
 from attribution.errors import ModelError
-from model_zoo.classifier import TokenGrid, VideoClassifier
+from model_zoo.classifier import Preprocess, TokenGrid, VideoClassifier
 
-__all__ = ["ModelEntry", "VideoClassifier", "TokenGrid", "register", "list_models", "get_entry", "load_model",
-           "clear_cache", "ModelError"]
+__all__ = ["ModelEntry", "VideoClassifier", "TokenGrid", "Preprocess", "register", "list_models", "get_entry",
+           "load_model", "clear_cache", "cached_models", "ModelError"]
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = "toy"  # the offline default of the app, the CLI and the tests
+CACHE_SIZE = 2   # models kept loaded at once (VAE_MODEL_CACHE); a large one holds GBs of GPU memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +47,7 @@ class ModelEntry:
     pack: Callable | None = None        # e.g. SlowFast's two pathways
     token_grid: TokenGrid | None = None  # transformers: how gradcam_layer's tokens map to (T',H',W')
     areas: Sequence[float] | None = None  # default mask areas for this model's evidence (None: paper's)
+    preprocess: Preprocess | None = None  # resize / crop / filter of its recipe (None: short side + square crop)
     weights: str = ""                   # where pretrained weights come from
     trained_on: str = ""
     licence: str = ""
@@ -48,7 +56,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-_CACHE: dict[tuple, VideoClassifier] = {}
+_CACHE: "collections.OrderedDict[tuple, VideoClassifier]" = collections.OrderedDict()  # oldest use first
 _LOCK = threading.Lock()
 
 
@@ -58,9 +66,9 @@ def register(entry: ModelEntry) -> ModelEntry:
 
 
 def list_models() -> list[str]:
-    """Registry names, the offline default (``toy``) first."""
+    """Registry names: the offline default (``toy``) first, then the other offline ones, then by family."""
     _load_families()
-    return sorted(_REGISTRY, key=lambda n: (not _REGISTRY[n].offline, _REGISTRY[n].family, n))
+    return sorted(_REGISTRY, key=lambda n: (n != DEFAULT_MODEL, not _REGISTRY[n].offline, _REGISTRY[n].family, n))
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -91,9 +99,18 @@ def wrap(entry: ModelEntry, module: torch.nn.Module) -> VideoClassifier:
         module, name=entry.name, labels=labels, num_frames=entry.num_frames, crop_size=entry.crop_size,
         mean=entry.mean, std=entry.std, layout=entry.layout, input_key=entry.input_key,
         gradcam_layer=entry.gradcam_layer, resize_side=entry.resize_side, sampling_rate=entry.sampling_rate,
-        areas=entry.areas, pack=entry.pack, token_grid=entry.token_grid,
+        areas=entry.areas, pack=entry.pack, token_grid=entry.token_grid, preprocess=entry.preprocess,
         info={"family": entry.family, "weights": entry.weights, "licence": entry.licence,
               "trained_on": entry.trained_on})
+
+
+def cache_size() -> int:
+    """How many models the cache holds: ``VAE_MODEL_CACHE`` (at least 1), default ``CACHE_SIZE``."""
+    raw = os.environ.get("VAE_MODEL_CACHE", "").strip()
+    try:
+        return max(1, int(raw)) if raw else CACHE_SIZE
+    except ValueError:
+        raise ModelError(f"VAE_MODEL_CACHE must be a whole number of models, not {raw!r}.") from None
 
 
 def load_model(name_or_path: str, pretrained: bool = True, device=None) -> VideoClassifier:
@@ -107,7 +124,9 @@ def load_model(name_or_path: str, pretrained: bool = True, device=None) -> Video
     key = (str(name_or_path), bool(pretrained), str(device))
     with _LOCK:
         if key in _CACHE:
+            _CACHE.move_to_end(key)
             return _CACHE[key]
+        _evict(cache_size() - 1)   # make room first: the new model may need the memory the old one holds
         if name_or_path in _REGISTRY:
             entry = _REGISTRY[name_or_path]
             try:
@@ -123,9 +142,31 @@ def load_model(name_or_path: str, pretrained: bool = True, device=None) -> Video
         return _CACHE[key]
 
 
+def _evict(keep: int) -> None:
+    """Drop the least recently used models until at most ``keep`` remain, freeing their GPU memory.
+
+    A caller still holding an evicted model keeps a working model on the CPU.
+    """
+    freed_cuda = False
+    while len(_CACHE) > max(0, keep):
+        (name, _, dev), model = _CACHE.popitem(last=False)
+        if torch.device(dev).type != "cpu":
+            model.to("cpu")
+            freed_cuda = freed_cuda or torch.device(dev).type == "cuda"
+        log.info("model cache: evicted %s (%s)", name, dev)
+    if freed_cuda and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def cached_models() -> list[tuple[str, bool, str]]:
+    """(name, pretrained, device) of the cached models, least recently used first."""
+    with _LOCK:
+        return list(_CACHE)
+
+
 def clear_cache() -> None:
     with _LOCK:
-        _CACHE.clear()
+        _evict(0)
 
 
 def _network_hint(entry: ModelEntry, err: Exception) -> str:

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -26,10 +27,13 @@ from pathlib import Path
 import torch.nn as nn
 
 from attribution.errors import ModelError
-from model_zoo import ModelEntry, TokenGrid, VideoClassifier, reachable, register, wrap
+from model_zoo import ModelEntry, Preprocess, TokenGrid, VideoClassifier, reachable, register, wrap
+from model_zoo.classifier import PIL_RESAMPLE
 
 if importlib.util.find_spec("transformers") is None:  # the registry then simply lists no transformers entries
     raise ModuleNotFoundError("No module named 'transformers'", name="transformers")
+
+log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,8 +65,30 @@ def _rgb(v) -> list[float]:
     return [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)] * 3
 
 
+def hf_preprocess(resize, crop, resample: str = "bilinear") -> Preprocess:
+    """What a transformers video processor does spatially: torchvision's resize of the uint8 frames (antialiased,
+    rounded back to uint8), then a centre crop at ``(H - h) // 2``."""
+    return Preprocess(resize=resize, crop=crop, resample=resample, antialias=True, quantise=True,
+                      crop_rounding="floor")
+
+
+def _resample(value) -> str:
+    """A processor's ``resample`` (PIL code, or torchvision's InterpolationMode) as a Preprocess filter name."""
+    if value is None:
+        return "bilinear"
+    name = str(getattr(value, "value", value)).lower()
+    if name in ("nearest", "bilinear", "bicubic"):
+        return name
+    return PIL_RESAMPLE.get(int(value), "bilinear") if name.isdigit() or isinstance(value, int) else "bilinear"
+
+
 def processor_preprocessing(processor) -> dict:
-    """mean, std on the [0,1] clip, crop_size and resize_side that ``processor`` applies (missing: absent)."""
+    """What ``processor`` does, as the adapter's terms (missing: absent).
+
+    ``mean``, ``std``: on the [0,1] clip (rescale and offset folded in); ``crop_size``: the input height;
+    ``resize_side``: the shortest edge (or the height of an exact size); ``preprocess``: the :class:`Preprocess`
+    (exact height x width or shortest edge, centre crop height x width, resample filter).
+    """
     out = {}
     if processor is None:
         return out
@@ -76,13 +102,32 @@ def processor_preprocessing(processor) -> dict:
     std = _rgb(processor.image_std) if normalise else [1.0] * 3
     out["mean"] = tuple((m + offset) / scale for m in mean)
     out["std"] = tuple(v / scale for v in std)
-    crop = _size(getattr(processor, "crop_size", None), "height") if getattr(processor, "do_center_crop", True) \
-        else None
-    size = getattr(processor, "size", None)
-    side = _size(size, "shortest_edge") or _size(size, "height")
-    if crop or side:
-        out["crop_size"] = int(crop or side)
-        out["resize_side"] = int(side or crop)
+    crop_cfg = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", True) else None
+    crop = None
+    if isinstance(crop_cfg, int):
+        crop = (crop_cfg, crop_cfg)
+    elif _size(crop_cfg, "height"):
+        crop = (int(_size(crop_cfg, "height")), int(_size(crop_cfg, "width") or _size(crop_cfg, "height")))
+    size = getattr(processor, "size", None) if getattr(processor, "do_resize", True) else None
+    resize = None
+    if size is not None:
+        if _size(size, "shortest_edge"):
+            resize = int(_size(size, "shortest_edge"))
+            if _size(size, "longest_edge"):
+                log.warning("%s caps the longest edge at %s as well; only the shortest edge is followed",
+                            type(processor).__name__, _size(size, "longest_edge"))
+        elif _size(size, "height") and _size(size, "width"):
+            resize = (int(_size(size, "height")), int(_size(size, "width")))
+    if crop is None and not isinstance(resize, tuple):
+        if resize is None:
+            return out
+        log.warning("%s resizes the shortest edge to %d without a crop; the centre %dx%d square is used so that "
+                    "every clip has one input size", type(processor).__name__, resize, resize, resize)
+        crop = (resize, resize)
+    pre = hf_preprocess(resize, crop, _resample(getattr(processor, "resample", None)))
+    out["preprocess"] = pre
+    out["crop_size"] = pre.output_size[0]
+    out["resize_side"] = resize if isinstance(resize, int) else pre.output_size[0]
     return out
 
 
@@ -102,18 +147,21 @@ def encoder_layer(module: nn.Module) -> str | None:
     return None
 
 
-def token_grid(config, num_frames: int, crop: int) -> TokenGrid | None:
-    """How the encoder's tokens lie in space-time, for the architectures whose embedding we know."""
+def token_grid(config, num_frames: int, crop) -> TokenGrid | None:
+    """How the encoder's tokens lie in space-time, for the architectures whose embedding we know.
+
+    ``crop``: the input size, an int (square) or (H, W)."""
+    h, w = (crop, crop) if isinstance(crop, int) else crop
     kind = getattr(config, "model_type", "")
     if kind == "timesformer":  # CLS, then patches flattened (h, w, t): see TimesformerLayer
-        g = crop // config.patch_size
-        return TokenGrid(num_frames, g, g, prefix=1, order="hwt")
+        p = config.patch_size
+        return TokenGrid(num_frames, h // p, w // p, prefix=1, order="hwt")
     if kind == "vivit":  # CLS, then a Conv3d tubelet embedding flattened (t, h, w)
         tt, th, tw = config.tubelet_size
-        return TokenGrid(num_frames // tt, crop // th, crop // tw, prefix=1)
+        return TokenGrid(num_frames // tt, h // th, w // tw, prefix=1)
     if kind in ("videomae", "vjepa2"):  # no CLS (mean / attentive pooling); Conv3d tubelets (t, h, w)
-        g = crop // config.patch_size
-        return TokenGrid(num_frames // config.tubelet_size, g, g, prefix=0)
+        p = config.patch_size
+        return TokenGrid(num_frames // config.tubelet_size, h // p, w // p, prefix=0)
     return None
 
 
@@ -134,6 +182,8 @@ def classifier(module: nn.Module, processor=None, *, name: str, entry: ModelEntr
         raise ModelError(f"{name!r}: cannot tell the number of frames or the input size from its config; "
                          "load it as a TorchScript / torch.save file with a JSON sidecar instead.")
     side = pre.get("resize_side") or (entry.resize_side if entry and crop == entry.crop_size else crop)
+    preprocess = pre.get("preprocess") or (entry.preprocess if entry and crop == entry.crop_size else None) \
+        or hf_preprocess(int(side), (int(crop), int(crop)))
     mean = pre.get("mean") or (entry.mean if entry else IMAGENET_MEAN)
     std = pre.get("std") or (entry.std if entry else IMAGENET_STD)
     labels = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
@@ -144,7 +194,8 @@ def classifier(module: nn.Module, processor=None, *, name: str, entry: ModelEntr
     resolved = dataclasses.replace(
         base, name=name, num_frames=int(frames), crop_size=int(crop), resize_side=int(side), mean=tuple(mean),
         std=tuple(std), labels=labels, layout="BTCHW", input_key=module.main_input_name,
-        gradcam_layer=encoder_layer(module), token_grid=token_grid(config, int(frames), int(crop)))
+        gradcam_layer=encoder_layer(module), token_grid=token_grid(config, int(frames), preprocess.output_size),
+        preprocess=preprocess)
     model = wrap(resolved, module)
     model.info.update(info or {})
     return model
@@ -175,8 +226,12 @@ def from_pretrained(repo_or_dir: str, entry: ModelEntry | None = None) -> VideoC
         raise ModelError(f"Could not load {repo_or_dir!r}: {str(e).splitlines()[0]}") from e
     try:
         processor = AutoVideoProcessor.from_pretrained(repo_or_dir, local_files_only=True if offline else False)
-    except (OSError, ValueError, KeyError, TypeError):
-        processor = None  # no processor config: the entry's table or the model config decides
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as e:
+        # no processor config: the entry's table (or the model config) decides, and the user is told
+        processor = None
+        log.warning("No video processor could be loaded for %s (%s: %s); using %s preprocessing instead.",
+                    repo_or_dir, type(e).__name__, str(e).splitlines()[0] if str(e) else "",
+                    f"the registry entry's {entry.name!r}" if entry else "the model config's size and ImageNet")
     revision = getattr(module.config, "_commit_hash", None)
     return classifier(module, processor, name=entry.name if entry else repo_or_dir, entry=entry,
                       info={"family": "huggingface", "weights": repo_or_dir, "revision": revision,
@@ -203,19 +258,25 @@ def _build(spec: dict, entry: ModelEntry, pretrained: bool, **config_overrides) 
 
 
 def _entry(repo, model_type, config, frames, rate, side, crop, mean, std, gradcam_layer, grid, licence,
-           trained_on, description, kinetics400=False):
+           trained_on, description, kinetics400=False, resample="bilinear"):
     labels = _kinetics400() if kinetics400 else tuple(f"class {i}" for i in range(config["num_labels"]))
     spec = {"model_type": model_type, "config": config, "kinetics400": kinetics400}
     return register(ModelEntry(
         name=repo, family="huggingface", build=functools.partial(_build, spec), num_frames=frames,
         crop_size=crop, resize_side=side, sampling_rate=rate, mean=mean, std=std, labels=labels,
         layout="BTCHW", input_key="pixel_values_videos" if model_type == "vjepa2" else "pixel_values",
+        preprocess=hf_preprocess(side, (crop, crop), resample),
         gradcam_layer=gradcam_layer, token_grid=grid, weights=f"https://huggingface.co/{repo}",
         licence=licence, trained_on=trained_on, description=description))
 
 
 # Architecture values are the transformers defaults for these base checkpoints unless given; preprocessing is
-# the hub processor config (ECOSYSTEM §3). Labels of a loaded checkpoint come from its config.id2label.
+# the hub processor config (a loaded checkpoint's own processor overrides it). Labels of a loaded checkpoint come
+# from its config.id2label. Frames x sampling rate (at 30 fps), from each paper's Kinetics evaluation:
+# VideoMAE 16 x 4 (Tong et al., NeurIPS 2022, §4 "16 frames with a temporal stride of 4"); TimeSformer 8 x 32
+# (Bertasius et al., ICML 2021, §4.1 "8 x 224 x 224, frames sampled at a rate of 1/32"); ViViT 32 x 2 (Arnab et
+# al., ICCV 2021, §5.1 "32 frames with a stride of 2"). Something-Something models (VideoMAE-SSv2, V-JEPA 2-SSv2)
+# have no rate: they see frames spread over the whole clip, as that benchmark's segment sampling does.
 _entry("MCG-NJU/videomae-base-finetuned-kinetics", "videomae", {"num_labels": 400}, 16, 4, 224, 224,
        IMAGENET_MEAN, IMAGENET_STD, "videomae.encoder.layer.11", TokenGrid(8, 14, 14),
        "cc-by-nc-4.0", "Kinetics-400 (self-supervised pre-training, then fine-tuning)",

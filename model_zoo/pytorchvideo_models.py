@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from attribution.errors import ModelError
-from model_zoo import ModelEntry, TokenGrid, reachable, register
+from model_zoo import ModelEntry, Preprocess, TokenGrid, reachable, register
 
 if importlib.util.find_spec("pytorchvideo") is None:  # the registry then simply lists no pytorchvideo entries
     raise ModuleNotFoundError("No module named 'pytorchvideo'", name="pytorchvideo")
@@ -110,19 +110,30 @@ def _build(builder: str, entry: ModelEntry, pretrained: bool, **kwargs) -> nn.Mo
     return logits_head(model)
 
 
+def recipe_preprocess(side: int, crop: int) -> Preprocess:
+    """The hub recipe's spatial transform: ``ShortSideScale(side)`` (bilinear ``F.interpolate`` on the float clip,
+    no antialiasing, the long side floored) then ``CenterCropVideo(crop)`` (torchvision's rounded offsets)."""
+    return Preprocess(resize=side, crop=(crop, crop), resample="bilinear", antialias=False, quantise=False,
+                      crop_rounding="round")
+
+
 def _entry(name, checkpoint, frames, rate, side, crop, gradcam_layer, top1, builder=None, **extra):
     builder = builder or name
     return register(ModelEntry(
         name=name, family="pytorchvideo", build=functools.partial(_build, builder), num_frames=frames,
         crop_size=crop, resize_side=side, sampling_rate=rate, mean=KINETICS_MEAN, std=KINETICS_STD,
         labels=kinetics400_labels(), layout="BCTHW", gradcam_layer=gradcam_layer,
+        preprocess=recipe_preprocess(side, crop),
         weights=CHECKPOINTS + checkpoint, licence=LICENCE, trained_on=TRAINED_ON,
         description=f"pytorchvideo.models.hub.{builder}, {frames}x{rate} frames, {crop} px; "
                     f"Kinetics-400 top-1 {top1} % (PyTorchVideo model zoo)", **extra))
 
 
 # name, checkpoint, frames, sampling rate, resize side, crop, Grad-CAM layer (the last conv stage), top-1.
-# X3D: the hub tutorial's test recipe (crop 182 for XS/S, 256 for M); the ResNets: short side 256, crop 224.
+# Frames x sampling rate: the "frame length x sample rate" column of PyTorchVideo's MODEL_ZOO.md (Kinetics-400
+# table; the rate counts frames of a 30 fps video), which is also the checkpoint's name (SLOW_8x8 = 8 x 8).
+# Side and crop: the torch.hub model cards' test transform (X3D: side = crop = 182 for XS/S, 256 for M; the
+# ResNets: short side 256, centre crop 224; SlowFast 256 / 256). Top-1: MODEL_ZOO.md.
 _entry("x3d_xs", "X3D_XS.pyth", 4, 12, 182, 182, "blocks.4", 69.12)
 _entry("x3d_s", "X3D_S.pyth", 13, 6, 182, 182, "blocks.4", 73.33)
 _entry("x3d_m", "X3D_M.pyth", 16, 5, 256, 256, "blocks.4", 75.94)
@@ -131,7 +142,8 @@ _entry("c2d_r50", "C2D_8x8_R50.pyth", 8, 8, 256, 224, "blocks.5", 71.46)   # blo
 _entry("i3d_r50", "I3D_8x8_R50.pyth", 8, 8, 256, 224, "blocks.5", 73.27)
 _entry("r2plus1d_r50", "R2PLUS1D_16x4_R50.pyth", 16, 4, 256, 224, "blocks.4", 76.01)
 _entry("csn_r101", "CSN_32x2_R101.pyth", 32, 2, 256, 224, "blocks.4", 77.0)
-# SlowFast: 32 fast frames (8 slow); Grad-CAM on the slow pathway's last stage (the fast one is 1/8 as wide).
+# SlowFast 8x8: 8 slow frames at rate 8, i.e. 32 fast frames at rate 2 over the same 2.13 s (MODEL_ZOO.md, with
+# alpha = 4); the adapter takes the fast frames and packs the slow ones from them. Grad-CAM on the slow pathway's last stage (the fast one is 1/8 as wide).
 _entry("slowfast_r50", "SLOWFAST_8x8_R50.pyth", 32, 2, 256, 256, "blocks.4.multipathway_blocks.0", 76.4,
        pack=slowfast_pack)
 # MViT-B: 16x224 only (fixed position embeddings); its last block returns (tokens, thw): CLS + 8x7x7 tokens.

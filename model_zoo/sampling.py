@@ -1,9 +1,11 @@
-"""Which source frames a model sees: its training recipe's frames x sampling rate, at the source's fps.
+"""Which source frames a model sees: the one rule every path (API, app, CLI, batch, benchmarks) applies.
 
 PyTorchVideo and most Kinetics models were trained on ``num_frames`` frames taken every ``sampling_rate``
 frames of a 30 fps video, i.e. on a window of ``num_frames * sampling_rate / 30`` seconds. At test time their
 recipes take that window from the centre of the clip and subsample it uniformly. A model whose entry has no
-sampling rate (SSv2 models, the toy) sees frames spread uniformly over the whole clip.
+sampling rate (Something-Something models, which see the whole action, and the toy) sees frames spread
+uniformly over the whole clip, as TSN-style segment sampling does. A trim (start / end) chooses the part of
+the clip the rule is applied to. See docs/sampling.md.
 """
 from __future__ import annotations
 
@@ -34,3 +36,19 @@ def frame_indices(model_or_entry, num_source_frames: int, source_fps: float | No
     start = (n - window) / 2
     idx = start + np.linspace(0, window - 1, frames)
     return np.clip(idx.round(), 0, n - 1).astype(np.int64)
+
+
+def window_seconds(model_or_entry) -> float | None:
+    """Length in seconds of the window the recipe covers, or None when the model spreads its frames uniformly."""
+    rate = getattr(model_or_entry, "sampling_rate", None)
+    return int(model_or_entry.num_frames) * rate / RECIPE_FPS if rate else None
+
+
+def describe(model_or_entry) -> str:
+    """The rule in words: '16 x 4 frames (2.13 s at 30 fps), centred' or '16 frames spread over the clip'."""
+    frames = int(model_or_entry.num_frames)
+    seconds = window_seconds(model_or_entry)
+    if seconds is None:
+        return f"{frames} frames spread uniformly over the clip"
+    return (f"{frames} frames x rate {model_or_entry.sampling_rate} ({seconds:.2f} s of video), from the centre "
+            "of the clip")

@@ -6,6 +6,7 @@ cores. Nothing here touches the network: missing weights must fail at once with 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import socket
@@ -64,6 +65,8 @@ def small_model(name: str) -> VideoClassifier:
         kw, t, s = SMALL[name]
         m = wrap(e, e.build(e, False, **kw))
         m.num_frames, m.crop_size = t, s
+        m.preprocess = dataclasses.replace(m.preprocess, resize=s, crop=(s, s))
+        m.input_size = (s, s)
         if m.token_grid is not None:  # MViT: patches of 2x4x4, then three 2x spatial poolings
             m.token_grid = TokenGrid(t // 2, s // 32, s // 32, prefix=1)
     else:
