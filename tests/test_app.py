@@ -361,21 +361,46 @@ def test_the_summary_says_whether_the_peak_is_in_the_known_window(app):
 
 
 # ------------------------------------------------------------------------------------------ concurrency
-MODEL_EVENTS = {"predict_clip", "explain_clip", "compare_clip", "load_example_output"}
+MODEL_EVENTS = {"predict", "explain", "compare", "load_example"}   # the api names of the events that run a model
 
 
 def test_every_model_running_event_shares_one_concurrency_group(app):
-    runners = [fn for fn in app.demo.fns.values() if fn.name in MODEL_EVENTS]
-    assert sorted(fn.name for fn in runners) == sorted(MODEL_EVENTS)
+    runners = [fn for fn in app.demo.fns.values() if fn.api_name in MODEL_EVENTS]
+    assert sorted(fn.api_name for fn in runners) == sorted(MODEL_EVENTS)
     assert len({fn.concurrency_id for fn in runners}) == 1
     assert {fn.concurrency_limit for fn in runners} == {app.CONCURRENCY}
     assert app.demo._queue.max_size == app.MAX_QUEUE
 
 
-def _wrap_model_events(demo, monkeypatch, around):
-    """Replace every model-running callback of ``demo`` by ``around(original)`` for the test."""
+def _wrap_model_events(demo, monkeypatch, before, after=lambda token: None):
+    """Call ``token = before()`` as each model-running callback of ``demo`` starts (in a worker thread, so it may
+    block) and ``after(token)`` once it has ended, for the duration of the test; sync and async callbacks alike."""
+    import functools
+    import inspect
+
+    import anyio
+
+    def around(fn):
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def inner(*args, **kwargs):
+                token = await anyio.to_thread.run_sync(before)
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    after(token)
+            return inner
+
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            token = before()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                after(token)
+        return inner
     for block_fn in demo.fns.values():
-        if block_fn.name in MODEL_EVENTS:
+        if block_fn.api_name in MODEL_EVENTS:
             monkeypatch.setattr(block_fn, "fn", around(block_fn.fn))
 
 
@@ -398,30 +423,26 @@ def _others_wait(queue, n: int, settle: float = 0.5, limit: float = 120, overlap
 def test_simultaneous_requests_never_run_the_model_at_once(app, client, clip, monkeypatch):
     """Explain, predict and compare sent together: each callback is held inside until the requests that have
     not started are seen waiting in the queue; entry and exit times show one request at a time."""
-    import functools
     import threading
     from gradio_client import handle_file
     lock, log = threading.Lock(), {"active": 0, "most": 0, "entered": 0, "spans": [], "waited": []}
     expected = 3
 
-    def around(fn):
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            with lock:
-                log["active"] += 1
-                log["entered"] += 1
-                log["most"] = max(log["most"], log["active"])
-                not_started = expected - log["entered"]
-            entered = time.monotonic()
-            try:
-                log["waited"].append(_others_wait(app.demo._queue, not_started, overlap=lambda: log["most"] > 1))
-                return fn(*args, **kwargs)
-            finally:
-                with lock:
-                    log["active"] -= 1
-                    log["spans"].append((entered, time.monotonic()))
-        return inner
-    _wrap_model_events(app.demo, monkeypatch, around)
+    def before():
+        with lock:
+            log["active"] += 1
+            log["entered"] += 1
+            log["most"] = max(log["most"], log["active"])
+            not_started = expected - log["entered"]
+        entered = time.monotonic()
+        log["waited"].append(_others_wait(app.demo._queue, not_started, overlap=lambda: log["most"] > 1))
+        return entered
+
+    def after(entered):
+        with lock:
+            log["active"] -= 1
+            log["spans"].append((entered, time.monotonic()))
+    _wrap_model_events(app.demo, monkeypatch, before, after)
     video = handle_file(clip)
     jobs = [client.submit(video=video, model="toy", target="", method="random", preset="fast", curves=False,
                           api_name="/explain"),
@@ -433,6 +454,7 @@ def test_simultaneous_requests_never_run_the_model_at_once(app, client, clip, mo
     assert log["most"] == 1
     assert log["entered"] == expected and log["waited"] == [True] * expected   # the others really were waiting
     spans = sorted(log["spans"])
+    assert len(spans) == expected
     assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
 
 
@@ -446,15 +468,7 @@ def test_the_request_past_the_queue_limit_gets_its_sentence(app, clip, monkeypat
     demo = app.build_demo()
     assert demo._queue.max_size == 1
     inside, release = threading.Event(), threading.Event()
-
-    def around(fn):
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            inside.set()
-            release.wait(300)
-            return fn(*args, **kwargs)
-        return inner
-    _wrap_model_events(demo, monkeypatch, around)
+    _wrap_model_events(demo, monkeypatch, lambda: inside.set() or release.wait(300))
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     try:
         c = Client(url, verbose=False, download_files=str(tmp_path))
