@@ -10,7 +10,8 @@ applies a deliberate fault to the copy (text replacements, each of which must ma
 refactor the script stops with an error instead of reporting a mutation "killed" that was never applied), runs
 the tests that should notice with ``pytest -x -q`` (this interpreter), and restores the file. A mutation is
 *killed* when those tests fail (or time out), *survived* when they pass. First the same tests run on the
-unmutated copy: a test that fails there would kill everything, so the script stops.
+unmutated copy: a test that fails there would "kill" every mutation, so it is left out of every mutant's run
+(``--deselect``) and named in the report.
 
 Exit status: 0 when every mutation was killed, 1 when any survived, 2 for a bad mutation or baseline.
 """
@@ -46,7 +47,7 @@ class Mutation:
 
 STEP, T_STEP = "attribution/step.py", "tests/test_step.py"
 MUTATIONS = [
-    # ---- the games' use of the mask (paper §3: preservation, deletion, and both)
+    # ---- the games' use of the mask (the paper's preservation and deletion games, and both)
     Mutation("delete-feeds-m", "the delete and dual games perturb with m instead of 1 - m", STEP,
              (('m_game = m if game == "preserve" else 1 - m', "m_game = m"),),
              (f"{T_STEP}::test_each_game_perturbs_with_its_side_of_the_mask",)),
@@ -56,7 +57,7 @@ MUTATIONS = [
     Mutation("dual-drops-delete", "the dual game plays only the preservation game", STEP,
              (('games = ["preserve", "delete"] if cfg.game == "dual"', 'games = ["preserve"] if cfg.game == "dual"'),),
              (f"{T_STEP}::test_each_game_perturbs_with_its_side_of_the_mask",)),
-    # ---- L_K, the spatio-temporal regulariser (§3.3)
+    # ---- L_K, the paper's spatio-temporal regulariser
     Mutation("lk-dropped", "no L_K: step silently becomes 3d-ep", STEP,
              (('use_core = method == "step"', "use_core = False"),),
              (f"{T_STEP}::test_core_loss_enters_the_energy_only_for_step_and_only_from_its_warm_up",)),
@@ -69,7 +70,7 @@ MUTATIONS = [
     Mutation("lk-unweighted", "L_K added without its weight λ_K", STEP,
              (("energy = energy + lam_core * core_loss(", "energy = energy + core_loss("),),
              (f"{T_STEP}::test_core_loss_enters_the_energy_only_for_step_and_only_from_its_warm_up",)),
-    # ---- the area loss (§3.2)
+    # ---- the area loss and its weight's schedule
     Mutation("area-weight-constant", "the area weight never grows", STEP,
              (("lam_area *= cfg.area_growth", "lam_area *= 1.0"),),
              (f"{T_STEP}::test_the_area_weight_grows_by_its_factor_every_iteration",)),
@@ -192,10 +193,11 @@ def apply(mutation: Mutation, text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- run
-def run_tests(copy: Path, tests: list[str], timeout: float) -> dict:
+def run_tests(copy: Path, tests: list[str], timeout: float, first_failure: bool = True, deselect=()) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
     env.update(PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(["-x"] if first_failure else []),
+           *tests, *(arg for t in deselect for arg in ("--deselect", t))]
     t0 = time.perf_counter()
     try:
         r = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
@@ -241,13 +243,17 @@ def main(argv=None) -> int:
         print(f"copied {n} files of {ROOT} to {copy}", flush=True)
         for m in chosen:                               # every mutation must apply before anything runs
             apply(m, (copy / m.file).read_text())
+        broken: list[str] = []
         if not a.no_baseline:
             union = list(dict.fromkeys(t for m in chosen for t in existing(copy, m.tests)[0]))
-            base = run_tests(copy, union, a.timeout * 2)
+            base = run_tests(copy, union, a.timeout * 2, first_failure=False)
             print(f"baseline (unmutated, {len(union)} test ids): {base['tail']} [{base['seconds']} s]", flush=True)
-            if base["returncode"] != 0:
-                print("the unmutated copy fails these tests: fix them first\n" + "\n".join(base["failed"]))
+            if base["returncode"] is None or (base["returncode"] != 0 and not base["failed"]):
+                print("the unmutated copy's tests did not run through: fix them first")
                 return 2
+            broken = base["failed"]
+            if broken:
+                print("failing without any mutation, left out of every run below:\n  " + "\n  ".join(broken))
         rows = []
         for m in chosen:
             path = copy / m.file
@@ -257,10 +263,10 @@ def main(argv=None) -> int:
                 raise SystemExit(f"mutation {m.name}: none of its tests exist ({', '.join(m.tests)})")
             path.write_text(apply(m, original))
             try:
-                r = run_tests(copy, tests, a.timeout)
+                r = run_tests(copy, tests, a.timeout, deselect=broken)
             finally:
                 path.write_text(original)
-            status = "killed" if r["returncode"] != 0 else "survived"
+            status = {0: "survived", 5: "not tested"}.get(r["returncode"], "killed")   # 5: pytest ran no test
             if r["returncode"] is None:
                 status = "killed (timeout)"
             rows.append({"name": m.name, "what": m.what, "file": m.file, "status": status, "tests": tests,
@@ -273,14 +279,14 @@ def main(argv=None) -> int:
     for r in rows:
         by = ", ".join(t.split("::")[-1] for t in r["killed_by"]) or "–"
         print(f"| {r['name']} | {r['file']} | {r['status']} | {by} |")
-    print(f"\n{killed} of {len(rows)} mutations killed" +
-          ("" if killed == len(rows) else f"; survived: {', '.join(r['name'] for r in rows if r['status'] == 'survived')}"))
+    alive = [r["name"] for r in rows if not r["status"].startswith("killed")]
+    print(f"\n{killed} of {len(rows)} mutations killed" + (f"; not killed: {', '.join(alive)}" if alive else ""))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                 capture_output=True, text=True).stdout.strip())
     report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit.strip(),
               "working_tree_modified": dirty, "python": platform.python_version(), "killed": killed,
-              "total": len(rows), "mutations": rows}
+              "total": len(rows), "failing_without_mutation": broken, "mutations": rows}
     target = a.json or (None if a.only else str(RESULTS))
     if target:
         out = Path(target)

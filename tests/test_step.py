@@ -410,7 +410,7 @@ def _record(monkeypatch, name: str) -> list:
 
 @pytest.mark.parametrize("game, sides", [("preserve", ["m"]), ("delete", ["1 - m"]), ("dual", ["m", "1 - m"])])
 def test_each_game_perturbs_with_its_side_of_the_mask(monkeypatch, game, sides):
-    """Preserve keeps m, delete keeps 1 − m, dual plays both (§3: the preservation and deletion games). With a
+    """Preserve keeps m, delete keeps 1 − m, dual plays both (the paper's preservation and deletion games). With a
     learning rate of 0 the final masks are the masks every game saw."""
     seen = _record(monkeypatch, "apply_pyramid")
     res = S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [1], method="3d-ep",
@@ -424,7 +424,7 @@ def test_each_game_perturbs_with_its_side_of_the_mask(monkeypatch, game, sides):
 
 @pytest.mark.parametrize("method", ["step", "3d-ep", "2d-ep"])
 def test_core_loss_enters_the_energy_only_for_step_and_only_from_its_warm_up(monkeypatch, method):
-    """L_K (§3.3) weighs λ_K = core_weight from iteration core_warmup on, and only in STEP: the energy sends
+    """L_K (the paper's spatio-temporal regulariser) weighs λ_K = core_weight from iteration core_warmup on, and only in STEP: the energy sends
     exactly λ_K back into it, and the ablations never compute it."""
     areas = _record(monkeypatch, "area_loss")
     core = _record(monkeypatch, "core_loss")
@@ -446,7 +446,7 @@ def test_core_loss_enters_the_energy_only_for_step_and_only_from_its_warm_up(mon
 
 
 def test_the_area_weight_grows_by_its_factor_every_iteration(monkeypatch):
-    """λ_area(t) = area_weight · area_growth^t (§3.2): the gradient the energy sends into the area loss."""
+    """λ_area(t) = area_weight · area_growth^t (README, How it works): the gradient the energy sends into the area loss."""
     areas = _record(monkeypatch, "area_loss")
     S.perturbation(tiny_model(), torch.rand(1, 3, 8, 32, 32), [0], method="step",
                    settings=S.Settings(iterations=4, areas=(0.2,), area_weight=2.0, area_growth=1.5))
