@@ -203,8 +203,8 @@ def paired(rows: list[dict], a: str, b: str, metrics: tuple = PAIRED_METRICS) ->
 
 def table(summary: dict, header: dict) -> str:
     lines = [f"{header.get('task', 'Toy task')}, {header['clips']} clips (seeds {SEED}.., target = true class, "
-             f"model accuracy {header['accuracy']:.0%}); curves: {header['unit']} units, {header['substrate']} substrate, "
-             f"{header['steps']} steps; device {header['device']}.", "",
+             f"model accuracy {header['accuracy']:.0%}); curves: {header['unit']} units, "
+             f"{header['substrate']} substrate, {header['steps']} steps; device {header['device']}.", "",
              "| method | clips | insertion AUC ↑ | deletion AUC ↓ | ins > random | del < random | pointing game ↑ "
              "| mass in tube ↑ | temporal hit ↑ | s / clip |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -42,6 +42,16 @@ def test_evidence_has_realistic_proportions(clips):
     assert empirical == pytest.approx(gt.evidence_fraction(*clips[0].frames.shape[:2]), rel=0.2)
 
 
+def test_no_disc_hides_the_evidence(clips):
+    size = clips[0].frames.shape[1]
+    apart = []
+    for c in clips:
+        for d, others in zip(c.discs, c.distractor_discs):
+            if d is not None:
+                apart.extend(math.hypot(d[0] - o[0], d[1] - o[1]) - d[2] - o[2] >= gt.GAP * size for o in others)
+    assert len(apart) > 20 and np.mean(apart) >= 0.9
+
+
 def _orientation(gray, mask):
     """Dominant gradient direction (rad, mod pi) and its coherence in [0,1] (structure tensor over mask)."""
     gy, gx = np.gradient(gray)
@@ -51,9 +61,10 @@ def _orientation(gray, mask):
     return angle, coherence
 
 
-def test_stripes_carry_the_label_and_distractors_no_orientation(clips):
+def test_stripes_carry_the_label_and_distractor_rings_no_orientation(clips):
     size = clips[0].frames.shape[1]
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    rings = 0
     for c in clips:
         t = c.event[0]
         gray = c.frames[t].astype(float).mean(-1)
@@ -62,12 +73,17 @@ def test_stripes_carry_the_label_and_distractors_no_orientation(clips):
         angle, coherence = _orientation(gray, inner)
         err = abs((angle - gt.ANGLES[c.label] + math.pi / 2) % math.pi - math.pi / 2)
         assert coherence > 0.7 and err < math.radians(10), (c.label, angle, coherence)
-        for x0, y0, x1, y1 in c.distractor_boxes[t]:
-            dx, dy, dr = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
-            inside = (xx - dx) ** 2 + (yy - dy) ** 2 < (0.5 * dr) ** 2
-            inside &= (xx - cx) ** 2 + (yy - cy) ** 2 > (r + 2) ** 2   # not under the evidence
-            if inside.sum() > 200 and 0 < x0 and x1 < size and 0 < y0 and y1 < size:
-                assert _orientation(gray, inside)[1] < 0.5
+        boxes = c.distractor_boxes[t]
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            dx, dy, dr = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2, (x1 - x0 - 1) / 2
+            others = [(cx, cy, r)] + [((b[0] + b[2] - 1) / 2, (b[1] + b[3] - 1) / 2, (b[2] - b[0]) / 2)
+                                      for j, b in enumerate(boxes) if j != i]
+            if all(math.hypot(dx - ox, dy - oy) > dr + orad + 2 for ox, oy, orad in others) and \
+                    0 < x0 and x1 < size and 0 < y0 and y1 < size:   # a whole disc, no other disc over it
+                inside = (xx - dx) ** 2 + (yy - dy) ** 2 < (0.7 * dr) ** 2
+                assert _orientation(gray, inside)[1] < 0.3
+                rings += 1
+    assert rings >= 5
 
 
 def test_no_low_level_map_finds_the_evidence():
