@@ -7,7 +7,7 @@ here and confirming it with ``benchmarks/quality.py`` are separate experiments.
 Each variant is STEP (or ``--method`` 3d-ep / 2d-ep) with the ``fast`` preset plus the given
 :class:`attribution.step.Settings` overrides (``key=value`` pairs, comma-separated, values as Python literals).
 Clips are ``toy.generate(n, seed=700)`` (quality.py uses seed 500, training seeds >= 1000); the metrics are
-quality.py's. Every variant is compared
+quality.py's. ``--model gt_x3d_xs`` / ``gt_videomae`` tunes on the ground-truth task's clips of seed 700 instead. Every variant is compared
 with the first on the same clips: the mean per-clip difference and its standard error, which is far smaller
 than the spread of the means themselves (the pointing game of one clip moves in steps of 0.1 or more).
 Rows go to a JSONL file as they are done (resumable; ``--shard I/N`` splits the clips over processes).
@@ -27,8 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality import PAIRED_METRICS, _mean, append_line, paired, parse_shard, read_rows, run_one  # noqa: E402
-from model_zoo import load_model, toy  # noqa: E402
+from quality import (PAIRED_METRICS, _mean, append_line, clips_for, paired, parse_shard, read_rows,  # noqa: E402
+                     run_one, tolerance_for)
+from model_zoo import groundtruth, load_model  # noqa: E402
 
 SEED = 700   # a clip stream of its own: not quality.py's (500), not training's (>= toy.TRAIN_SEED)
 
@@ -109,7 +110,10 @@ def main(argv=None) -> int:
                     help="the perturbation method the variants run (fast preset; default step)")
     ap.add_argument("--clips", type=int, default=16)
     paired_run_args(ap)
-    ap.add_argument("--jsonl", default="benchmarks/results/tune.jsonl", help="per-clip rows (resumable)")
+    ap.add_argument("--model", default="toy", choices=["toy"] + sorted(groundtruth.GEOMETRY),
+                    help="toy (default) or a model of the ground-truth task, on its clips of seed 700")
+    ap.add_argument("--jsonl", default=None, help="per-clip rows (resumable; default benchmarks/results/"
+                    "tune.jsonl for the toy, tune_<model>.jsonl otherwise)")
     ap.add_argument("--json", default=None, help="write the summary here")
     a = ap.parse_args(argv)
     try:
@@ -118,9 +122,11 @@ def main(argv=None) -> int:
         ap.error(str(e))
     shard, shards = parse_shard(ap, a.shard)
     torch.set_num_threads(a.threads)
-    model = load_model("toy")
-    items = toy.generate(a.clips, seed=SEED)
-    path = Path(a.jsonl)
+    model = load_model(a.model)
+    items = clips_for(a.model, a.clips, SEED)
+    tolerance = tolerance_for(a.model)
+    path = Path(a.jsonl or ("benchmarks/results/tune.jsonl" if a.model == "toy"
+                            else f"benchmarks/results/tune_{a.model}.jsonl"))
     rows = read_rows(path)
     rows = [r for r in rows if r.get("clip_seed") == SEED and r.get("steps") == a.steps and r.get("seed") == a.seed
             and r["clip"] < a.clips and r["method"] in overrides
@@ -130,7 +136,8 @@ def main(argv=None) -> int:
         for v in a.variants:
             if (v, i) in done:
                 continue
-            row = run_one(model, items[i], i, a.method, a.steps, "block", "blur", a.seed, overrides[v])
+            row = run_one(model, items[i], i, a.method, a.steps, "block", "blur", a.seed, overrides[v],
+                          tolerance=tolerance)
             row.update(method=v, overrides=overrides[v], clip_seed=SEED, perturbation_method=a.method)
             rows.append(row)
             append_line(path, row)

@@ -293,8 +293,9 @@ WEIGHTS = Path(__file__).parent / "weights"
 LABEL_SMOOTHING = 0.1   # as the toy: a saturated softmax gives perturbation methods no gradient
 
 
-def weights_path(name: str) -> Path:
-    return WEIGHTS / f"{name}.pt"
+def weights_path(name: str, folder=None) -> Path:
+    """The shipped weights of ``name`` (or ``folder/name.pt``)."""
+    return Path(folder or WEIGHTS) / f"{name}.pt"
 
 
 def _lr(step: int, steps: int, peak: float, warmup: int) -> float:
@@ -373,7 +374,8 @@ def train(name: str, steps: int, batch: int, lr: float, seed: int = 0, warmup: i
             model.eval()
             row["eval_acc"] = evaluate(model, n=eval_clips, seed=7)
             # a snapshot beside the checkpoint, in the shipped format, to inspect a run before it ends
-            _save_weights(model, name, {"config": config, "final": row}, ckpt.parent / "snapshot.pt")
+            # (GT_WEIGHTS_DIR=runs/groundtruth/snapshots python -m model_zoo.groundtruth eval --model NAME)
+            _save_weights(model, name, {"config": config, "final": row}, CHECKPOINTS / "snapshots" / f"{name}.pt")
             model.train()
         history.append(row)
         log(json.dumps(row))

@@ -14,8 +14,8 @@ Their weights ship in ``model_zoo/weights/`` (fp16), so nothing needs a network.
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
+import os
 
 import torch
 import torch.nn as nn
@@ -36,7 +36,8 @@ VIDEOMAE_CONFIG = {"image_size": 224, "patch_size": 16, "num_frames": 16, "tubel
 
 
 def _load(module: nn.Module, name: str) -> None:
-    path = gt.weights_path(name)
+    # GT_WEIGHTS_DIR: read the weights from another folder (a training run's snapshot, see groundtruth.py)
+    path = gt.weights_path(name, os.environ.get("GT_WEIGHTS_DIR"))
     if not path.exists():
         raise ModelError(f"The weights of {name!r} are missing ({path}); train them with: "
                          f"python -m model_zoo.groundtruth train --model {name}")

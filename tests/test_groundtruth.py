@@ -131,3 +131,16 @@ def test_registry_entries_use_the_real_builders_and_geometry():
 def test_the_toy_stays_the_default():
     assert list_models()[0] == "toy"
     assert [n for n in list_models() if n.startswith("gt_")] == sorted(gt.GEOMETRY)
+
+
+def test_quality_benchmark_takes_the_ground_truth_models():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    assert quality.tolerance_for("toy") is None and quality.tolerance_for("gt_videomae") == 14
+    items = quality.clips_for("gt_x3d_xs", 2, quality.SEED)
+    assert items[0].frames.shape == (4, 182, 182, 3)
+    assert np.array_equal(items[1].frames, gt.generate(2, seed=quality.SEED, frames=4, size=182)[1].frames)
+    assert np.array_equal(quality.clips_for("toy", 1, 3)[0].frames, toy.generate(1, seed=3)[0].frames)
