@@ -58,10 +58,10 @@ def run_model(name: str, args, out: dict, save) -> None:
     print(f"{name}: passes measured in {info['measure_s']} s; fwd+bwd(1) {passes.backward(1):.3f} s, "
           f"fwd(1) {passes.forward(1):.3f} s; engine {engine['fast']['per_pixel']:.2e} / "
           f"{engine['paper']['per_pixel']:.2e} s per mask px", flush=True)
-    for preset in ("fast", "paper"):   # compile this model's shapes once, outside the timings
+    for preset in args.presets or ("fast", "paper"):   # compile this model's shapes once, outside the timings
         explain(model, clip, target=target, preset=preset, iterations=2, compile=True)
     for method, preset in CASES:
-        if args.methods and method not in args.methods:
+        if args.methods and method not in args.methods or preset and args.presets and preset not in args.presets:
             continue
         overrides, note = {}, ""
         if preset == "paper" and args.paper_iterations and name in args.cap_models:
@@ -117,6 +117,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["toy", "x3d_xs"])
     ap.add_argument("--methods", nargs="*", default=None, help="only these methods (default: all cases)")
+    ap.add_argument("--presets", nargs="*", default=None, help="only these presets of STEP (default: both)")
     ap.add_argument("--paper-iterations", type=int, default=None,
                     help="run the paper preset for N of its 1200 iterations on --cap-models (said in the output)")
     ap.add_argument("--cap-models", nargs="*", default=["x3d_xs"])
