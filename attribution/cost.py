@@ -44,7 +44,9 @@ CACHE_VERSION = 1
 CACHE_ENV = "VAE_COST_CACHE"
 LIMIT_ENV = "VAE_MAX_REQUEST_SECONDS"
 # Default limits by hardware kind (seconds). A CPU Space has one worker: a request longer than 10 minutes holds
-# everyone else's; X3D-XS with the paper preset (about 8 min on the 2-core machine, README Speed) still runs.
+# everyone else's. On the 2-core machine that admits the toy with either preset and X3D-XS with the fast one
+# (about 2-10 min with curves) and refuses X3D-XS with the paper preset (1200 iterations x 4 masks, about 30 min;
+# benchmarks/results/cost_cpu.json).
 # A dedicated GPU runs the same request in seconds, so 10 minutes there is only the paper preset on the largest
 # models. ZeroGPU lends a GPU per call for a bounded duration (60 s by default, a few minutes at most), so
 # longer requests would be cut off midway.
