@@ -425,7 +425,7 @@ def main(argv=None):
 
 
 # Training defaults per model (chosen for 2 CPU cores; see README).
-TRAINING = {"gt_x3d_xs": {"steps": 200, "batch": 12, "lr": 1e-3, "warmup": 30},
+TRAINING = {"gt_x3d_xs": {"steps": 1500, "batch": 12, "lr": 1e-3, "warmup": 30},
             "gt_videomae": {"steps": 1000, "batch": 6, "lr": 3e-4, "warmup": 40}}
 
 
