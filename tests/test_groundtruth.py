@@ -144,3 +144,20 @@ def test_quality_benchmark_takes_the_ground_truth_models():
     assert items[0].frames.shape == (4, 182, 182, 3)
     assert np.array_equal(items[1].frames, gt.generate(2, seed=quality.SEED, frames=4, size=182)[1].frames)
     assert np.array_equal(quality.clips_for("toy", 1, 3)[0].frames, toy.generate(1, seed=3)[0].frames)
+
+
+def test_training_is_deterministic_and_resumes(tmp_path, monkeypatch):
+    """Two steps in one run give the same weights as one step, a stop, and a resumed second step."""
+    kw = dict(batch=2, lr=1e-3, warmup=5, eval_clips=2, log=lambda *_: None)
+    weights = {}
+    for run, plan in (("straight", [2]), ("resumed", [1, 2])):
+        monkeypatch.setattr(gt, "CHECKPOINTS", tmp_path / run / "runs")
+        monkeypatch.setattr(gt, "WEIGHTS", tmp_path / run / "weights")
+        for steps in plan:
+            meta = gt.train("gt_videomae", steps, **kw)
+        assert meta["final"]["step"] == 2
+        weights[run] = torch.load(gt.weights_path("gt_videomae", tmp_path / run / "weights"), weights_only=True)
+    a, b = weights["straight"]["model"], weights["resumed"]["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(v.dtype != torch.float32 for v in a.values())   # shipped in fp16
+    assert weights["straight"]["labels"] == gt.LABELS
