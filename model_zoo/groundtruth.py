@@ -321,8 +321,9 @@ def train(name: str, steps: int, batch: int, lr: float, seed: int = 0, warmup: i
     a resumed run sees the same data as an uninterrupted one; the checkpoint keeps the model, the optimiser
     and the global torch RNG (dropout).
     """
-    from model_zoo import get_entry, wrap
-    entry = get_entry(name)
+    from model_zoo import wrap
+    from model_zoo.groundtruth_models import ENTRIES
+    entry = ENTRIES[name]
     frames, size = entry.num_frames, entry.crop_size
     torch.manual_seed(seed)
     model = wrap(entry, entry.build(entry, pretrained=False))
@@ -414,8 +415,10 @@ def main(argv=None):
         train(a.model, a.steps or d["steps"], a.batch or d["batch"], a.lr or d["lr"], a.seed, warmup=d["warmup"],
               eval_every=50, eval_clips=48)
     elif a.cmd == "eval":
-        from model_zoo import load_model
-        model = load_model(a.model, device="cpu")
+        from model_zoo import wrap
+        from model_zoo.groundtruth_models import ENTRIES
+        entry = ENTRIES[a.model]   # registered or not: GT_WEIGHTS_DIR may point at a snapshot
+        model = wrap(entry, entry.build(entry, True)).eval()
         frames, size = GEOMETRY[a.model]
         clips = generate(min(a.n, 50), seed=31, frames=frames, size=size)
         print(json.dumps({"model": a.model, "accuracy": evaluate(model, a.n, a.seed), "n": a.n, "seed": a.seed,

@@ -10,7 +10,9 @@ They are built by the code that builds the real registry entries, at those entri
   narrower and shallower than ViT-B.
 
 Their weights ship in ``model_zoo/weights/`` (fp16), so nothing needs a network. Their family is
-``verification`` (they exist to check attribution methods against known evidence).
+``verification`` (they exist to check attribution methods against known evidence). An entry is registered
+(listed by the app, the CLI and ``list_models``) only once its weights file exists; ``ENTRIES`` holds all of
+them, for training.
 """
 from __future__ import annotations
 
@@ -68,16 +70,22 @@ def _build_videomae(entry: ModelEntry, pretrained: bool) -> nn.Module:
                                                        "licence": entry.licence, "trained_on": entry.trained_on})
 
 
+ENTRIES: dict[str, ModelEntry] = {}
+
+
 def _entry(name, build, mean, std, layout, gradcam_layer, description, **extra):
     frames, size = gt.GEOMETRY[name]
-    return register(ModelEntry(
+    ENTRIES[name] = entry = ModelEntry(
         name=name, family="verification", build=build, num_frames=frames, crop_size=size, resize_side=size,
         mean=mean, std=std,
         labels=gt.LABELS, layout=layout, gradcam_layer=gradcam_layer,
         areas=gt.default_areas(gt.evidence_fraction(frames, size)),
         weights=f"model_zoo/weights/{name}.pt (shipped)",
         trained_on="procedural ground-truth task (model_zoo/groundtruth.py)", licence="same as this repository",
-        offline=True, description=description, **extra))
+        offline=True, description=description, **extra)
+    if gt.weights_path(name).exists():
+        register(entry)
+    return entry
 
 
 _entry("gt_x3d_xs", _build_x3d, KINETICS_MEAN, KINETICS_STD, "BCTHW", "blocks.4",

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from model_zoo import get_entry, groundtruth as gt, list_models, load_model, toy
+from model_zoo import groundtruth as gt, list_models, load_model, toy, wrap
+from model_zoo.groundtruth_models import ENTRIES
 
 GEOMETRIES = sorted(set(gt.GEOMETRY.values()))
 
@@ -98,23 +99,26 @@ def test_default_areas_follow_one_rule():
     # the toy's evidence: an 8 px square over 8.5 frames on average, of 16 frames of 64 x 64
     assert gt.default_areas(8 * 8 * 8.5 / (16 * 64 * 64)) == tuple(toy.AREAS)
     for name, (frames, size) in gt.GEOMETRY.items():
-        assert tuple(get_entry(name).areas) == gt.default_areas(gt.evidence_fraction(frames, size))
+        assert tuple(ENTRIES[name].areas) == gt.default_areas(gt.evidence_fraction(frames, size))
     assert gt.pointing_tolerance(64) == 4 and gt.pointing_tolerance(224) == 14
 
 
-def test_registry_entries_use_the_real_builders_and_geometry():
-    names = list_models()
+def _untrained(name):
+    e = ENTRIES[name]
+    return wrap(e, e.build(e, False)).eval()
+
+
+def test_entries_use_the_real_builders_and_geometry():
     for name, (frames, size) in gt.GEOMETRY.items():
-        assert name in names
-        e = get_entry(name)
+        e = ENTRIES[name]
         assert (e.num_frames, e.crop_size, e.offline) == (frames, size, True)
-    x3d = load_model("gt_x3d_xs", pretrained=False, device="cpu")
+    x3d = _untrained("gt_x3d_xs")
     real = load_model("x3d_xs", pretrained=False, device="cpu")
     # the same network as the x3d_xs entry, up to the 4-class projection of the head
     shapes = {k: v.shape for k, v in x3d.module.state_dict().items()}
     ref = {k: v.shape for k, v in real.module.state_dict().items()}
     assert {k for k in shapes if shapes[k] != ref.get(k)} == {"blocks.5.proj.weight", "blocks.5.proj.bias"}
-    vm = load_model("gt_videomae", pretrained=False, device="cpu")
+    vm = _untrained("gt_videomae")
     cfg = vm.module.config
     assert (type(vm.module).__name__, cfg.patch_size, cfg.tubelet_size, cfg.num_frames, cfg.image_size) == \
         ("VideoMAEForVideoClassification", 16, 2, 16, 224)
@@ -128,9 +132,10 @@ def test_registry_entries_use_the_real_builders_and_geometry():
     assert out.shape == (1, 4) and seen["map"].shape[2:] == (8, 14, 14)
 
 
-def test_the_toy_stays_the_default():
+def test_listed_once_trained_and_the_toy_stays_the_default():
     assert list_models()[0] == "toy"
-    assert [n for n in list_models() if n.startswith("gt_")] == sorted(gt.GEOMETRY)
+    trained = sorted(n for n in gt.GEOMETRY if gt.weights_path(n).exists())
+    assert [n for n in list_models() if n.startswith("gt_")] == trained
 
 
 def test_quality_benchmark_takes_the_ground_truth_models():
