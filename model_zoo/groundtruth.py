@@ -290,6 +290,7 @@ def low_level_floor(clips) -> dict:
 # ----------------------------------------------------------------------------------------------- training
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "runs" / "groundtruth"
 WEIGHTS = Path(__file__).parent / "weights"
+SHIP_ACCURACY = 0.95    # the final weights go to model_zoo/weights/ only from this accuracy up
 LABEL_SMOOTHING = 0.1   # as the toy: a saturated softmax gives perturbation methods no gradient
 
 
@@ -314,12 +315,13 @@ def _save_weights(model, name: str, meta: dict, out: Path | None = None) -> Path
 
 def train(name: str, steps: int, batch: int, lr: float, seed: int = 0, warmup: int = 50,
           checkpoint_minutes: float = 3.0, eval_every: int = 100, eval_clips: int = 64, weight_decay=0.05,
-          log=print) -> dict:
+          final_clips: int = 200, log=print) -> dict:
     """Train registry entry ``name`` on fresh clips of its geometry, resuming from its checkpoint.
 
     Batch ``i`` is ``generate(batch, seed=(TRAIN_SEED, seed, i))`` with its own augmentation generator, so
     a resumed run sees the same data as an uninterrupted one; the checkpoint keeps the model, the optimiser
-    and the global torch RNG (dropout).
+    and the global torch RNG (dropout). At the end the fp16 weights go to ``model_zoo/weights/NAME.pt`` when
+    the accuracy on ``final_clips`` unseen clips reaches ``SHIP_ACCURACY``, else beside the checkpoint.
     """
     from model_zoo import wrap
     from model_zoo.groundtruth_models import ENTRIES
@@ -384,9 +386,13 @@ def train(name: str, steps: int, batch: int, lr: float, seed: int = 0, warmup: i
             save(step + 1)
             last_save = time.time()
     model.eval()
-    meta = {"config": config, "final": history[-1] if history else None}
-    out = _save_weights(model, name, meta)
-    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    meta = {"config": config, "final": history[-1] if history else None,
+            "accuracy": evaluate(model, n=final_clips, seed=7), "accuracy_clips": final_clips}
+    # Only a model that does the task replaces the shipped weights; any other stays beside its checkpoint.
+    shipped = meta["accuracy"] >= SHIP_ACCURACY
+    out = _save_weights(model, name, meta, None if shipped else ckpt.parent / "final.pt")
+    log(f"accuracy {meta['accuracy']:.3f} on {final_clips} clips of seed 7: wrote {out} "
+        f"({out.stat().st_size / 1e6:.1f} MB)" + ("" if shipped else f", not shipped (below {SHIP_ACCURACY})"))
     return meta
 
 
