@@ -22,16 +22,11 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-try:  # ZeroGPU: `spaces` must be imported before anything initialises CUDA (torch, gradio's torch checks)
-    import spaces  # type: ignore[import-not-found]
-
-    _gpu = spaces.GPU
-except ImportError:  # local, CI, ordinary GPU or CPU Spaces: the decorator does nothing
-    def _gpu(fn=None, **_kw):
-        return fn if callable(fn) else (lambda f: f)
+from ui.runtime import MODEL_LOCK, ON_ZEROGPU, cancel_aware, gpu, stoppable  # first: it imports `spaces`
 
 import atexit
 import functools
+import threading
 import hashlib
 import json
 import logging
@@ -47,14 +42,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from attribution import available_methods, explain, render
+from attribution import available_methods, cost, explain, render
 from attribution.errors import ExplorerError, InputError, VideoError
+from ui.errors import GENERIC_ERROR, user_errors
 from attribution.metrics import deletion_insertion
 from attribution.step import METHODS as PERTURBATION_METHODS
 from attribution.step import PRECISIONS
 from attribution.device import describe_device, device_sentence
 from attribution.video import load_clip
-from model_zoo import get_entry, list_models, load_model
+from model_zoo import cached_models, get_entry, list_models, load_model
 
 log = logging.getLogger("video-attribution-explorer")
 
@@ -94,8 +90,6 @@ SHORT_NAMES = {"step": "STEP", "3d-ep": "3D-EP", "2d-ep": "2D-EP", "gradient": "
                "grad-cam": "Grad-CAM", "occlusion": "Occlusion", "random": "Random",
                "frame-difference": "Frame difference"}
 
-GENERIC_ERROR = ("Something went wrong on our side while {what}; please try again, or try another clip or "
-                 "model (the details are in the server log).")
 
 
 # ---------------------------------------------------------------------------------------- request folders
@@ -123,40 +117,33 @@ def _request_dir() -> Path:
 atexit.register(_cleanup, only_pid=os.getpid())
 
 
-# ------------------------------------------------------------------------------------------------ errors
-def _user_errors(what: str):
-    """Turn library errors into one-sentence ``gr.Error`` s; log anything unexpected and say so plainly."""
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except ExplorerError as e:
-                raise gr.Error(str(e), title="Cannot use this input", print_exception=False) from None
-            except MemoryError:
-                raise gr.Error("The server ran out of memory: trim the clip, use the fast preset or fewer areas, "
-                               "and try again.", print_exception=False) from None
-            except Exception as e:  # noqa: BLE001 - the page must get a sentence, the log the traceback
-                if type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
-                    raise gr.Error("The GPU ran out of memory: trim the clip, use the fast preset or fewer areas, "
-                                   "and try again.", print_exception=False) from None
-                log.exception("unexpected error while %s", what)
-                raise gr.Error(GENERIC_ERROR.format(what=what), print_exception=False) from None
-        return inner
-    return wrap
+# -------------------------------------------------------------------------------------------- GPU windows
+GPU_CAP = float(os.environ.get("VAE_GPU_SECONDS_CAP", "90"))  # longest ZeroGPU window one request asks for
 
 
-def _gpu_seconds(*args, **kwargs) -> int:
-    """ZeroGPU time to reserve for one explanation: the paper preset runs 1200 iterations, fast a few hundred."""
-    preset = kwargs.get("preset", args[4] if len(args) > 4 else "fast")
-    return 240 if preset == "paper" else 90
+def _window(model_name, methods, preset, overrides: dict, curves: bool) -> int:
+    """ZeroGPU seconds to reserve: the cost model's estimate with a margin once the model's GPU passes are
+    known (timed in an earlier window), else a default by preset (the paper preset runs 1200 iterations, fast a
+    few hundred); at most ``VAE_GPU_SECONDS_CAP`` so that one request does not spend a visitor's daily quota."""
+    est = None
+    try:
+        est = _estimate(load_model(model_name), methods if len(methods) > 1 else methods[0], preset, overrides,
+                        curves, measure=False)
+    except Exception:  # noqa: BLE001 - no figures yet (or no GPU name outside the window): the defaults
+        pass
+    if est is not None:
+        want = 1.5 * est.seconds + 10
+    else:
+        want = sum(60 if preset == "paper" and m in PERTURBATION_METHODS else 20 for m in methods)
+    return int(min(GPU_CAP, max(15, want)))
 
 
-def _gpu_seconds_compare(*args, **kwargs) -> int:
-    methods = kwargs.get("methods", args[3] if len(args) > 3 else None) or []
-    return min(600, 30 + len(methods) * (_gpu_seconds(*args, **kwargs) - 30))
+def _gpu_seconds(model_name, video, target, method, preset, seed, event, overrides, curves, *rest) -> int:
+    return _window(model_name, [method], preset, overrides, curves)
+
+
+def _gpu_seconds_compare(model_name, video, target, methods, preset, seed, event, iterations, *rest) -> int:
+    return _window(model_name, list(methods), preset, {"iterations": iterations or None}, True)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -307,6 +294,9 @@ def _load(video, model_name: str, start, end, progress):
 
 def _engine_progress(progress, desc: str, unit: str):
     """The engine's progress(done, total, info) drawn as one stage of the bar: 'desc: done/total unit'."""
+    if progress is None:
+        return None
+
     def update(done, total, info=None):
         progress((int(done), int(total)), desc=desc, unit=unit)
     return update
@@ -386,106 +376,271 @@ def _topk_dict(topk) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- callbacks
-@_user_errors("predicting the class")
-@_gpu(duration=60)
+# ----------------------------------------------------------------------------------------------- the cost
+TIME_IN_BACKGROUND = False  # set when the server runs (python app.py): never from an import (tests, tools)
+
+
+def _measure_in_background(model) -> None:
+    """Time ``model``'s passes once (for the estimates) without ever running it beside a request."""
+    if not TIME_IN_BACKGROUND:
+        return
+
+    def work():
+        with MODEL_LOCK:
+            try:
+                cost.pass_costs(model)
+            except Exception as e:  # noqa: BLE001 - no estimate is better than a crashed thread
+                log.warning("could not time the passes of %s: %s", model.name, e)
+    threading.Thread(target=work, name="cost-measurement", daemon=True).start()
+
+
+def _estimate(model, method_or_methods, preset, overrides: dict, curves: bool, measure: bool):
+    """The cost model's estimate of a request, or None when the model's passes are not timed yet."""
+    costs = cost.pass_costs(model, measure=measure)
+    if costs is None:
+        return None
+    compare = method_or_methods if isinstance(method_or_methods, (list, tuple)) else None
+    try:
+        return cost.estimate(model, compare[0] if compare else method_or_methods, preset or "fast",
+                             iterations=overrides.get("iterations"), areas=overrides.get("areas"), curves=curves,
+                             curve_steps=CURVE_STEPS, compare=compare, costs=costs,
+                             engine=cost.engine_costs(preset or "fast", model.device, measure=False))
+    except (ValueError, ExplorerError):  # an unknown method or setting: explain() says so in its own words
+        return None
+
+
+def _refuse_if_too_long(model, model_key: str, method_or_methods, preset, overrides: dict, curves: bool):
+    """Refuse, before anything runs, a request the cost model puts above the limit (one sentence).
+
+    On ZeroGPU the passes cannot be timed outside the GPU window, so only figures already known count there."""
+    with MODEL_LOCK:
+        est = _estimate(model, method_or_methods, preset, overrides, curves, measure=not ON_ZEROGPU)
+    if est is None:
+        return None
+    name = "+".join(method_or_methods) if isinstance(method_or_methods, (list, tuple)) else method_or_methods
+    message = cost.refusal(est, cost.default_limit("zerogpu" if ON_ZEROGPU else est.device_kind), model_key, name,
+                           preset)
+    if message:
+        raise InputError(message)
+    return est
+
+
+def cost_markdown(model_name: str, methods, preset: str = "fast", areas: str = "", iterations: float = 0,
+                  curves: bool = True) -> str:
+    """The line next to Explain / Compare: how long the request with these settings should take."""
+    try:
+        name = model_name or DEFAULT_MODEL
+        loaded = name in {n for n, _, _ in cached_models()}
+        if not loaded and not get_entry(name).offline:
+            return "<small>The time is estimated once the model has been loaded (its first run loads it).</small>"
+        model = load_model(name)
+        methods = [m for m in (methods if isinstance(methods, (list, tuple)) else [methods]) if m]
+        if not methods:
+            return ""
+        overrides = {"areas": _areas(areas) if len(methods) == 1 else None,
+                     "iterations": _number(iterations, "Iterations", integer=True, minimum=0) or None}
+        est = _estimate(model, methods if len(methods) > 1 else methods[0], preset, overrides, bool(curves),
+                        measure=False)
+    except ExplorerError as e:
+        return f"<small>{e}</small>"
+    if est is None:
+        if not ON_ZEROGPU:
+            _measure_in_background(model)
+        return ("<small>Timing this model on this machine for an estimate…</small>" if TIME_IN_BACKGROUND else
+                "<small>The time is estimated after the first run of this model.</small>")
+    limit = cost.default_limit("zerogpu" if ON_ZEROGPU else est.device_kind)
+    over = cost.refusal(est, limit, name, "+".join(methods), preset)
+    return f"<small>**Expected time:** {est.words()}.{' ' + over if over else ''}</small>"
+
+
+def _cleanup_on_failure(req: Path):
+    """Delete the request's folder when the request does not finish (stopped or failed)."""
+    class _Guard:
+        def __enter__(self):
+            return req
+
+        def __exit__(self, exc_type, *exc):
+            if exc_type is not None:
+                shutil.rmtree(req, ignore_errors=True)
+            return False
+    return _Guard()
+
+
+@gpu(duration=20)
+@user_errors("predicting the class")
+def _predict_on_gpu(model_name: str, frames: np.ndarray) -> list:
+    """``model_name``: what the request named (a registry name or a path), the model cache's key."""
+    with MODEL_LOCK:
+        m = load_model(model_name)
+        return m.predict(m.prepare(frames), k=5)
+
+
+@user_errors("predicting the class")
 def predict_clip(video, model: str = DEFAULT_MODEL, start: float = 0, end: float = 0, progress=gr.Progress()):
     """Top-5 predictions of ``model`` on the clip, and the target choices they suggest."""
     _, m, v, _ = _load(video, model, start, end, progress)
     progress(0.5, desc="Predicting")
-    top5 = m.predict(m.prepare(v.frames), k=5)
+    top5 = _predict_on_gpu(model or DEFAULT_MODEL, v.frames)
     return _topk_dict(top5), gr.Dropdown(choices=target_choices(m.name, top5), value=TOP1)
 
 
-@_user_errors("explaining the clip")
-@_gpu(duration=_gpu_seconds)
+def _engine_options(overrides: dict) -> dict:
+    """No torch.compile on ZeroGPU (it is not supported there); everything else as asked."""
+    return dict(overrides, compile=False) if ON_ZEROGPU and overrides else overrides
+
+
+@gpu(duration=_gpu_seconds)
+@user_errors("explaining the clip")
+def _explain_on_gpu(model_name: str, video, target, method: str, preset: str, seed: int, event, overrides: dict,
+                    curves: bool, progress=None, cancel=None):
+    """The model work of one explanation (inside the ZeroGPU window): the map, then its curves."""
+    with MODEL_LOCK:
+        m = load_model(model_name)
+        if ON_ZEROGPU:  # inside the window: time the GPU passes once, so later windows are sized by them
+            cost.pass_costs(m)
+        unit = "iterations" if method in PERTURBATION_METHODS else "steps"
+        exp = explain(m, video, target=target, method=method, preset=preset, seed=seed, event=event,
+                      progress=_engine_progress(progress, f"Computing the {SHORT_NAMES.get(method, method)} map",
+                                                unit), cancel=cancel, **_engine_options(overrides))
+        if curves:
+            if progress is not None:
+                progress(0.8, desc="Measuring deletion / insertion curves")
+            exp.curves = deletion_insertion(
+                m, m.prepare(video.frames), exp.saliency, exp.target, steps=CURVE_STEPS, random_baseline=True,
+                seed=seed, progress=cancel_aware(_engine_progress(progress, "Measuring the curves", "clips"), cancel))
+    return exp
+
+
+@user_errors("explaining the clip")
 def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: str = "step", preset: str = "fast",
                  start: float = 0, end: float = 0, areas: str = "", iterations: float = 0,
                  key_frames: float = 0, perturbation: str = "blur", seed: float = 0, curves: bool = True,
-                 precision: str = "auto", progress=gr.Progress()):
+                 precision: str = "auto", progress=gr.Progress(), cancel=None):
     """Explain why ``model`` predicts ``target`` (default: its top-1 class) on the clip.
 
     Returns the top-5 predictions (label -> probability), the overlay video (H.264 mp4), the temporal plot and
     the deletion/insertion plot (PNG paths; the latter None when ``curves`` is off), a zip with every file,
-    and a plain-language summary (Markdown).
+    and a plain-language summary (Markdown). ``cancel`` (a ``threading.Event``) stops it after the current
+    iteration. Decoding, model construction and rendering happen here; only the model work runs in
+    :func:`_explain_on_gpu` (the ZeroGPU window).
     """
     method = method or "step"
     overrides = _overrides(method, areas, iterations, key_frames, perturbation, precision)
     seed = _number(seed, "Seed", integer=True, minimum=0) or 0
     path, m, v, trimmed = _load(video, model, start, end, progress)
+    _refuse_if_too_long(m, model or DEFAULT_MODEL, method, preset or "fast", overrides, bool(curves))
     progress(0.1, desc="Predicting")
-    exp = explain(m, v, target=_target(target), method=method, preset=preset or "fast", seed=seed,
-                  event=_event_for(path, m, v, trimmed),
-                  progress=_engine_progress(progress, f"Computing the {SHORT_NAMES.get(method, method)} map",
-                                            "iterations" if method in PERTURBATION_METHODS else "steps"),
-                  **overrides)
+    exp = _explain_on_gpu(model or DEFAULT_MODEL, v, _target(target), method, preset or "fast", seed, _event_for(path, m, v, trimmed),
+                          overrides, bool(curves), *((None, None) if ON_ZEROGPU else (progress, cancel)))
     exp.source["path"] = Path(path).name
-    if curves:
-        progress(0.8, desc="Measuring deletion / insertion curves")
-        exp.curves = deletion_insertion(m, m.prepare(v.frames), exp.saliency, exp.target, steps=CURVE_STEPS,
-                                        random_baseline=True, seed=seed,
-                                        progress=_engine_progress(progress, "Measuring the curves", "clips"))
     progress(0.95, desc="Rendering")
     req = _request_dir()
-    files = exp.save(req / "explanation")
-    archive = _zip(files, req / f"explanation_{_slug(m.name)}_{_slug(method)}_{_slug(exp.label)}.zip")
+    with _cleanup_on_failure(req):
+        files = exp.save(req / "explanation")
+        archive = _zip(files, req / f"explanation_{_slug(m.name)}_{_slug(method)}_{_slug(exp.label)}.zip")
     curves_png = files / "curves.png"
     return (_topk_dict(exp.topk), str(files / "overlay.mp4"), str(files / "temporal.png"),
             str(curves_png) if curves_png.exists() else None, archive, summary_markdown(exp))
 
 
-@_user_errors("comparing methods")
-@_gpu(duration=_gpu_seconds_compare)
+@gpu(duration=_gpu_seconds_compare)
+@user_errors("comparing methods")
+def _compare_on_gpu(model_name: str, video, target, methods: list, preset: str, seed: int, event, iterations,
+                    progress=None, cancel=None) -> list:
+    """The model work of a comparison: each method's map and curves, as (method, Explanation) pairs; the first
+    pair's curves carry the random map's AUCs."""
+    out = []
+    with MODEL_LOCK:
+        m = load_model(model_name)
+        clip = m.prepare(video.frames)
+        for k, method in enumerate(methods):
+            name = SHORT_NAMES.get(method, method)
+            if progress is not None:
+                progress(k / len(methods), desc=f"{name} ({k + 1}/{len(methods)})")
+            exp = explain(m, video, target=target, method=method, preset=preset, seed=seed, event=event,
+                          progress=_engine_progress(progress, f"{name} ({k + 1}/{len(methods)})",
+                                                    "iterations" if method in PERTURBATION_METHODS else "steps"),
+                          cancel=cancel, **_engine_options(_overrides(method, None, iterations, None, None)))
+            target = exp.target
+            if progress is not None:
+                progress((k + 0.8) / len(methods), desc=f"{name}: measuring curves")
+            exp.curves = deletion_insertion(m, clip, exp.saliency, exp.target, steps=CURVE_STEPS,
+                                            random_baseline=not out, seed=seed, progress=cancel_aware(None, cancel))
+            out.append((method, exp))
+    return out
+
+
+@user_errors("comparing methods")
 def compare_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None, preset: str = "fast",
                  start: float = 0, end: float = 0, iterations: float = 0, seed: float = 0,
-                 progress=gr.Progress()):
+                 progress=gr.Progress(), cancel=None):
     """Several methods on one clip: a strip of their maps, a table of AUCs and times, and a zip."""
     methods = [m for m in (methods or []) if m]
     if not methods:
         raise InputError("Tick at least one method to compare.")
     seed = _number(seed, "Seed", integer=True, minimum=0) or 0
     path, m, v, trimmed = _load(video, model, start, end, progress)
-    clip = m.prepare(v.frames)
-    event = _event_for(path, m, v, trimmed)
+    _refuse_if_too_long(m, model or DEFAULT_MODEL, methods, preset or "fast",
+                        {"iterations": _number(iterations, "Iterations", integer=True, minimum=0) or None}, True)
+    results = _compare_on_gpu(model or DEFAULT_MODEL, v, _target(target), methods, preset or "fast", seed,
+                              _event_for(path, m, v, trimmed), iterations,
+                              *((None, None) if ON_ZEROGPU else (progress, cancel)))
+    progress(0.97, desc="Rendering")
     req = _request_dir()
+    with _cleanup_on_failure(req):
+        return _compare_outputs(req, m, path, methods, preset, seed, results)
+
+
+def _compare_outputs(req: Path, m, path, methods, preset, seed, results):
     out = req / "comparison"
     out.mkdir()
-    maps, rows, target_idx, frames, random_aucs = {}, [], _target(target), None, None
-    for k, method in enumerate(methods):
+    maps, rows = {}, []
+    for method, exp in results:
         name = SHORT_NAMES.get(method, method)
-        progress(k / len(methods), desc=f"{name} ({k + 1}/{len(methods)})")
-        exp = explain(m, v, target=target_idx, method=method, preset=preset or "fast", seed=seed, event=event,
-                      progress=_engine_progress(progress, f"{name} ({k + 1}/{len(methods)})",
-                                                "iterations" if method in PERTURBATION_METHODS else "steps"),
-                      **_overrides(method, None, iterations, None, None))
-        target_idx, frames = exp.target, exp.frames
-        progress((k + 0.8) / len(methods), desc=f"{name}: measuring curves")
-        c = deletion_insertion(m, clip, exp.saliency, exp.target, steps=CURVE_STEPS,
-                               random_baseline=random_aucs is None, seed=seed)
-        if random_aucs is None:
-            random_aucs = (c.auc_random_deletion, c.auc_random_insertion)
+        c = exp.curves
         maps[name] = exp.saliency
         rows.append({"method": name, "deletion AUC ↓": round(c.auc_deletion, 3),
                      "insertion AUC ↑": round(c.auc_insertion, 3),
                      "time (s)": round(exp.timings["attribution"], 2), "peak frame": exp.peak_frame + 1})
         np.savez_compressed(out / f"saliency_{_slug(method)}.npz", saliency=exp.saliency.astype(np.float32))
-    if "random" not in methods and random_aucs and random_aucs[0] is not None:
+    first = results[0][1]
+    random_aucs = (first.curves.auc_random_deletion, first.curves.auc_random_insertion)
+    if "random" not in methods and random_aucs[0] is not None:
         rows.append({"method": "random map (reference)", "deletion AUC ↓": round(random_aucs[0], 3),
                      "insertion AUC ↑": round(random_aucs[1], 3), "time (s)": None,
                      "peak frame": None})
-    progress(0.97, desc="Rendering")
     table = pd.DataFrame(rows)
-    strip = render.compare_strip(frames, maps)
+    strip = render.compare_strip(first.frames, maps)
     strip_png = out / "comparison.png"
     Image.fromarray(strip).save(strip_png)
     table.to_csv(out / "comparison.csv", index=False)
-    label = m.labels[target_idx]
+    label = first.label
     (out / "comparison.json").write_text(json.dumps(
-        {"model": m.name, "target": target_idx, "label": label, "preset": preset, "seed": seed,
+        {"model": m.name, "target": first.target, "label": label, "preset": preset, "seed": seed,
          "clip": Path(path).name, "rows": rows}, indent=1))
     archive = _zip(out, req / f"comparison_{_slug(m.name)}_{_slug(label)}.zip")
     note = (f"Explaining **{label}** on {len(methods)} method(s). Each row of the picture is one method "
-            f"(bright = important); the table says how faithful each map is.\n{_seen(exp)}")
+            f"(bright = important); the table says how faithful each map is.\n{_seen(first)}")
     return str(strip_png), table, archive, note
+
+
+async def explain_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: str = "step",
+                            preset: str = "fast", start: float = 0, end: float = 0, areas: str = "",
+                            iterations: float = 0, key_frames: float = 0, perturbation: str = "blur",
+                            seed: float = 0, curves: bool = True, precision: str = "auto",
+                            progress=gr.Progress()):
+    """:func:`explain_clip` as the Explain button and the ``/explain`` endpoint run it: Stop (or a client's
+    ``Job.cancel()``) ends it after the current iteration."""
+    return await stoppable(explain_clip, video, model, target, method, preset, start, end, areas, iterations,
+                           key_frames, perturbation, seed, curves, precision, progress=progress)
+
+
+async def compare_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None,
+                            preset: str = "fast", start: float = 0, end: float = 0, iterations: float = 0,
+                            seed: float = 0, progress=gr.Progress()):
+    """:func:`compare_clip` as the Compare button and the ``/compare`` endpoint run it (stoppable)."""
+    return await stoppable(compare_clip, video, model, target, methods, preset, start, end, iterations, seed,
+                           progress=progress)
 
 
 def explain_example(video, model):
@@ -657,7 +812,11 @@ def build_demo() -> gr.Blocks:
                                 precision_in = gr.Radio(
                                     [("automatic", "auto"), ("fp32", "fp32")], value="auto", label="Precision",
                                     info="automatic: bf16 / fp16 on a GPU (faster), fp32 on a CPU; fp32 forces it")
-                        explain_btn = gr.Button("Explain", variant="primary", size="lg", elem_id="vae-explain-btn")
+                        with gr.Row():
+                            explain_btn = gr.Button("Explain", variant="primary", size="lg", scale=3,
+                                                    elem_id="vae-explain-btn")
+                            stop_btn = gr.Button("Stop", variant="stop", size="lg", scale=1, elem_id="vae-stop-btn")
+                        cost_md = gr.Markdown(cost_markdown(DEFAULT_MODEL, "step"), elem_id="vae-cost")
                     with gr.Column(scale=3, min_width=420):
                         with gr.Row(equal_height=False):
                             with gr.Column(scale=2, min_width=220):
@@ -693,7 +852,13 @@ def build_demo() -> gr.Blocks:
                             cmp_iterations = gr.Number(label="Iterations (0 = preset)", value=0, precision=0,
                                                        minimum=0)
                             cmp_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
-                        compare_btn = gr.Button("Compare", variant="primary", size="lg", elem_id="vae-compare-btn")
+                        with gr.Row():
+                            compare_btn = gr.Button("Compare", variant="primary", size="lg", scale=3,
+                                                    elem_id="vae-compare-btn")
+                            cmp_stop_btn = gr.Button("Stop", variant="stop", size="lg", scale=1,
+                                                     elem_id="vae-compare-stop-btn")
+                        cmp_cost_md = gr.Markdown(cost_markdown(DEFAULT_MODEL, compare_default),
+                                                  elem_id="vae-compare-cost")
                     with gr.Column(scale=3, min_width=420):
                         cmp_note = gr.Markdown()
                         cmp_strip = gr.Image(label="Maps side by side (rows: methods; columns: frames)",
@@ -715,14 +880,26 @@ def build_demo() -> gr.Blocks:
         # hooks on a shared model must not see another request's activations.
         predict_btn.click(predict_clip, [video_in, model_in, start_in, end_in], [top5_out, target_in],
                           api_name="predict", concurrency_id="model", concurrency_limit=CONCURRENCY)
-        explain_btn.click(explain_clip, [video_in, model_in, target_in, method_in, preset_in, start_in, end_in,
-                                         areas_in, iterations_in, key_frames_in, perturbation_in, seed_in, curves_in,
-                                         precision_in],
-                          outputs, api_name="explain", concurrency_id="model", concurrency_limit=CONCURRENCY)
-        compare_btn.click(compare_clip, [cmp_video, cmp_model, cmp_target, cmp_methods, cmp_preset, cmp_start,
-                                         cmp_end, cmp_iterations, cmp_seed],
-                          [cmp_strip, cmp_table, cmp_zip, cmp_note], api_name="compare", concurrency_id="model",
-                          concurrency_limit=CONCURRENCY)
+        explain_event = explain_btn.click(
+            explain_stoppable, [video_in, model_in, target_in, method_in, preset_in, start_in, end_in, areas_in,
+                                iterations_in, key_frames_in, perturbation_in, seed_in, curves_in, precision_in],
+            outputs, api_name="explain", concurrency_id="model", concurrency_limit=CONCURRENCY)
+        compare_event = compare_btn.click(
+            compare_stoppable, [cmp_video, cmp_model, cmp_target, cmp_methods, cmp_preset, cmp_start, cmp_end,
+                                cmp_iterations, cmp_seed],
+            [cmp_strip, cmp_table, cmp_zip, cmp_note], api_name="compare", concurrency_id="model",
+            concurrency_limit=CONCURRENCY)
+        # The expected time follows the settings (computed from figures already timed: nothing runs a model here).
+        cost_inputs = [model_in, method_in, preset_in, areas_in, iterations_in, curves_in]
+        for widget in cost_inputs:
+            widget.change(cost_markdown, cost_inputs, cost_md, api_visibility="private", queue=False)
+        cmp_cost_inputs = [cmp_model, cmp_methods, cmp_preset]
+        for widget in cmp_cost_inputs + [cmp_iterations]:
+            widget.change(lambda m, ms, p, it: cost_markdown(m, ms, p, "", it, True), cmp_cost_inputs + [cmp_iterations],
+                          cmp_cost_md, api_visibility="private", queue=False)
+        # Stop cancels the running event; stoppable() turns that into the engine's cancel flag.
+        stop_btn.click(None, None, None, cancels=[explain_event], api_visibility="private")
+        cmp_stop_btn.click(None, None, None, cancels=[compare_event], api_visibility="private")
         # A lazily cached example runs the model on its first click: same concurrency group as the buttons.
         for fn in demo.fns.values():
             if fn.name == "load_example_output":
@@ -762,9 +939,12 @@ def warm_up(model_name: str = DEFAULT_MODEL) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("hardware: %s", device_sentence(HARDWARE))
+    TIME_IN_BACKGROUND = not ON_ZEROGPU   # the passes of the models in use are timed once, for the estimates
+    if TIME_IN_BACKGROUND:
+        _measure_in_background(load_model(DEFAULT_MODEL))
     if HARDWARE["problem"]:
         log.warning(HARDWARE["problem"])
-    if os.environ.get("VAE_WARMUP", "1") != "0":
+    if os.environ.get("VAE_WARMUP", "1") != "0" and not ON_ZEROGPU:  # ZeroGPU does not support torch.compile
         import threading
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT")

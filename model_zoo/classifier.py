@@ -14,6 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+try:  # the resize the Hugging Face processors call; imported here, never first inside a forked GPU worker
+    from torchvision.transforms.v2 import functional as tvf
+except ImportError:  # a bare GPU image without torchvision can still run the engine on prepared clips
+    tvf = None
+
 
 @dataclasses.dataclass(frozen=True)
 class TokenGrid:
@@ -90,7 +95,8 @@ class Preprocess:
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames (T,3,H,W) -> float (T,3,h,w) in [0,1]."""
-        from torchvision.transforms.v2 import functional as tvf  # the resize the Hugging Face processors call
+        if tvf is None:
+            raise ImportError("preparing frames needs torchvision (pip install -r requirements.txt)")
         h, w = frames.shape[-2:]
         size = self.resized_size(h, w)
         mode = getattr(tvf.InterpolationMode, self.resample.upper())

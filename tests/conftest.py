@@ -74,3 +74,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cost_cache(tmp_path_factory):
+    """The cost model's timings go to a temporary file, never to the user's cache (README: Speed)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VAE_COST_CACHE", str(tmp_path_factory.mktemp("cost") / "cost.json"))
+    yield
+    mp.undo()

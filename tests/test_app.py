@@ -300,6 +300,65 @@ def test_client_bad_inputs_then_a_good_request(app, client, bad_inputs, clip, no
     assert len(label["confidences"]) == 4 and Path(overlay["video"] if isinstance(overlay, dict) else overlay).exists()
 
 
+def test_client_cancel_stops_a_long_job_and_the_next_one_runs(app, client, clip):
+    """``Job.cancel()`` (what the Stop button does) ends a running explanation at its next iteration: the model
+    lock is free again, the next request runs, and the stopped one left no request folder behind."""
+    from gradio_client import handle_file
+    before = set(app.TMP_ROOT.iterdir()) if app.TMP_ROOT.exists() else set()
+    job = client.submit(video=handle_file(clip), model="toy", target="", method="step", preset="fast",
+                        iterations=10 ** 6, curves=False, api_name="/explain")
+    for _ in range(1200):            # until the optimisation is running (a hang guard, not a time limit)
+        if app.MODEL_LOCK.locked():
+            break
+        time.sleep(0.1)
+    assert app.MODEL_LOCK.locked(), "the long job never started"
+    job.cancel()
+    label, *_ = client.submit(video=handle_file(clip), model="toy", target="", method="random", preset="fast",
+                              curves=False, api_name="/explain").result(timeout=300)   # hours if not stopped
+    assert len(label["confidences"]) == 4
+    assert not app.MODEL_LOCK.locked()
+    created = (set(app.TMP_ROOT.iterdir()) if app.TMP_ROOT.exists() else set()) - before
+    assert len(created) == 1          # the short request's folder only
+
+
+def test_a_request_above_the_limit_is_refused_before_it_runs(app, clip, monkeypatch):
+    import gradio as gr
+    ran = []
+    monkeypatch.setattr(app, "explain", lambda *a, **k: ran.append(1))
+    monkeypatch.setenv("VAE_MAX_REQUEST_SECONDS", "0.001")
+    with pytest.raises(gr.Error) as err:
+        app.explain_clip(clip, "toy", "", "step", "paper", 0, 0, "", 0, 0, "blur", 0, True)
+    text = err.value.message
+    assert text.startswith("This request would take about") and "limit" in text and "fast preset" in text
+    assert text.count(". ") == 0 and not ran            # one sentence, and nothing ran
+
+
+def test_the_estimate_follows_the_settings(app):
+    from attribution import cost
+    from model_zoo import load_model
+    model = load_model("toy")
+    cost.pass_costs(model)                               # timed once (what the first request does)
+    assert "Expected time:" in app.cost_markdown("toy", "step", "fast")
+    fast = app._estimate(model, "step", "fast", {}, True, measure=False).seconds
+    paper = app._estimate(model, "step", "paper", {}, True, measure=False).seconds
+    fewer = app._estimate(model, "step", "paper", {"iterations": 100}, True, measure=False).seconds
+    both = app._estimate(model, ["step", "gradient"], "fast", {}, True, measure=False).seconds
+    assert fast < paper and fewer < paper and both > fast
+
+
+def test_requirements_for_the_space_and_for_development():
+    text = (ROOT / "requirements.txt").read_text()
+    dev = (ROOT / "requirements-dev.txt").read_text()
+    pins = dict(line.split("==") for line in text.splitlines() if "==" in line and not line.startswith("#"))
+    front = (ROOT / "README.md").read_text().split("---")[1]
+    sdk = front.split("sdk_version:")[1].split()[0].strip('"')
+    python = front.split("python_version:")[1].split()[0].strip('"')
+    assert pins["gradio"] == sdk                         # the Space installs the front matter's version
+    assert python in ("3.10", "3.12")                     # the Python versions ZeroGPU accepts
+    assert "spaces" in pins and "pytest" not in pins and "playwright" not in pins
+    assert "-r requirements.txt" in dev and "pytest==" in dev and "playwright==" in dev
+
+
 def test_client_predict_endpoint(client, clip):
     from gradio_client import handle_file
     label, target = client.predict(video=handle_file(clip), model="toy", api_name="/predict")

@@ -138,3 +138,32 @@ def test_upload_explain_and_watch(server, chromium, clip, tmp_path):
             print(f"explain in the browser: {seconds:.1f} s; screenshot {shot}")
         finally:
             browser.close()
+
+
+def test_stop_a_long_job_then_run_a_short_one(server, chromium, clip):
+    """Stop ends a running explanation (the engine's cancel), frees the queue, and the next request runs."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(server, wait_until="domcontentloaded")
+            page.locator("input[type=file]").first.wait_for(state="attached", timeout=60_000)
+            page.locator("input[type=file]").first.set_input_files(clip)
+            page.locator("video").first.wait_for(state="attached", timeout=30_000)
+            page.get_by_text("Advanced settings").click()
+            iterations = page.get_by_role("spinbutton", name="Iterations", exact=True)
+            iterations.fill("1000000")          # hours on any machine: only Stop can end it
+            iterations.press("Tab")
+            page.get_by_role("button", name="Explain", exact=True).click()
+            page.get_by_text("iterations").first.wait_for(state="visible", timeout=120_000)  # the progress bar
+            page.get_by_role("button", name="Stop", exact=True).first.click()
+
+            iterations.fill("3")
+            iterations.press("Tab")
+            page.get_by_role("button", name="Explain", exact=True).click()
+            video = page.locator("video[src*='overlay.mp4']")
+            video.wait_for(state="attached", timeout=120_000)   # would wait for hours if Stop had not worked
+            assert page.get_by_role("heading", name="The model sees").is_visible()
+        finally:
+            browser.close()
