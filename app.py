@@ -14,7 +14,9 @@ the first free port from 7860), ``VAE_CONCURRENCY`` (model jobs at once, default
 (waiting jobs, default 16), ``VAE_MAX_UPLOAD_MB`` (default 100), ``VAE_MAX_SECONDS`` (longest clip, default
 600), ``VAE_TMP`` (where per-request folders live), ``VAE_CURVE_STEPS`` (deletion/insertion steps, default 128),
 ``VAE_WARMUP`` (default 1: compile the default model's mask generator in the background at start, so the
-first explanation does not pay the ~10 s of torch.compile; 0 turns it off).
+first explanation does not pay the ~10 s of torch.compile; 0 turns it off; never on ZeroGPU),
+``VAE_MAX_REQUEST_SECONDS`` (requests the cost model puts above it are refused; README: The Space on each kind of
+hardware), ``VAE_GPU_SECONDS_CAP`` (longest ZeroGPU window, default 90), ``VAE_MODEL_CACHE`` (models kept loaded).
 """
 from __future__ import annotations
 
@@ -729,14 +731,38 @@ footer { display: none !important; }
 """
 
 
+EXAMPLE_SECONDS = 20.0  # a cached example shows no progress bar: none may take longer than this
+
+
+def _example_fits(model_name: str) -> bool:
+    """Whether the default request on ``model_name`` fits an example: by the cost model once the model's passes
+    are timed on this machine; before that, only the toy on a CPU (real models take minutes there), and every
+    model whose weights can be had on a GPU."""
+    on_gpu = ON_ZEROGPU or HARDWARE["device"].startswith("cuda")
+    try:
+        if model_name in {n for n, _, _ in cached_models()}:
+            est = _estimate(load_model(model_name), "step", "fast", {}, True, measure=False)
+            if est is not None:
+                return est.seconds <= EXAMPLE_SECONDS
+        return model_name == DEFAULT_MODEL or on_gpu
+    except ExplorerError:
+        return False
+
+
 def _examples() -> tuple[list, list[str]]:
+    """The example rows: the toy clips always; the ground-truth models' clips and the real clip (with a Kinetics
+    model, which needs the network a Space has) only where such a request fits an example."""
     rows, labels = [], []
     for p in sorted(EXAMPLES.glob("toy_*.mp4")):
         rows.append([str(p), DEFAULT_MODEL])
         labels.append("toy: " + p.stem.removeprefix("toy_").replace("_", " "))
+    for name in list_models():
+        if name.startswith("gt_") and _example_fits(name):
+            for p in sorted(EXAMPLES.glob(f"{name}_*.mp4"))[:2]:
+                rows.append([str(p), name])
+                labels.append(f"{name}: " + p.stem.removeprefix(f"{name}_").replace("_", " "))
     if (EXAMPLES / "bunny.mp4").exists():
-        # On a Space (network) a Kinetics model is the meaningful one for a real clip; offline only the toy exists.
-        real = "x3d_xs" if os.environ.get("SPACE_ID") else DEFAULT_MODEL
+        real = "x3d_xs" if os.environ.get("SPACE_ID") and _example_fits("x3d_xs") else DEFAULT_MODEL
         rows.append([str(EXAMPLES / "bunny.mp4"), real])
         labels.append("Big Buck Bunny (real clip)")
     return rows, labels
