@@ -1,6 +1,6 @@
 """What a request will cost before it runs: seconds per model pass, measured once per device, and estimates.
 
-Issue 15, part 1. The engine layer: no Gradio, no model zoo; callers pass models they loaded.
+The engine layer: no Gradio, no model zoo; callers pass models they loaded.
 
 * :func:`measure_passes` times the model's forward (no gradients) and forward+backward to the input (the pass
   every STEP iteration and every gradient method makes) at its input size, at two batch sizes, so that a pass

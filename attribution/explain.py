@@ -215,13 +215,19 @@ def make_settings(model, method: str, preset: str | None, overrides: dict) -> st
     kw = dict(step_mod.PRESETS[preset])
     if getattr(model, "areas", None):
         kw["areas"] = tuple(model.areas)
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    if "areas" in kw:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "areas" in given:
         try:
-            kw["areas"] = tuple(float(a) for a in kw["areas"])
+            given["areas"] = tuple(float(a) for a in given["areas"])
         except (TypeError, ValueError):
-            raise InputError(f"areas must be a list of fractions, got {kw['areas']!r}") from None
-    return step_mod.Settings(**kw)
+            raise InputError(f"areas must be a list of fractions, got {given['areas']!r}") from None
+    # The method's own defaults (2D-EP's reward and area weights, one area) first, then what the caller gave,
+    # which is kept exactly, even where it equals a preset's value.
+    base = step_mod.Settings(**{**kw, "method_defaults": given.get("method_defaults", True)})
+    settings = dataclasses.replace(step_mod.method_settings(base, method, getattr(model, "areas", None)), **given)
+    if method == "2d-ep" and settings.method_defaults:  # applied already: the engine must not apply them again
+        settings = dataclasses.replace(settings, method_defaults=False)
+    return settings
 
 
 def explain(model, frames_or_clip, target=None, method: str = "step", preset: str = "fast", device=None,

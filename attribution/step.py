@@ -54,12 +54,12 @@ CORE_WEIGHT = 300.0     # λ_K after the warm-up (§1.6)
 CORE_WARMUP = 100       # λ_K = 0 for the first 100 iterations (§1.6)
 KEY_FRAMES = 8          # K_t of the ellipsoid at 16 frames; min(8, T/2) for shorter clips (§1.6)
 PAPER_AREAS = (0.05, 0.10, 0.15, 0.50)  # default areas of run_all.py (§1.8)
-# Borders (issue 20). The extremal-perturbation formulation (Fong et al. 2019, smooth masks) pads the mask's
+# Borders. The extremal-perturbation formulation (Fong et al. 2019, smooth masks) pads the mask's
 # parameter grid with zeros: beyond the image nothing is preserved. The authors blur the *normalised* clip
 # with zero padding, i.e. towards the model's mean colour near the borders (DESIGN §3.3: the pyramid).
 PARAM_PADDINGS = ("zero", "replicate")   # parameters beyond the image: 0, or the nearest edge cell's value
 BLUR_BORDERS = ("mean", "reflect")       # blur pyramid beyond the image: the mean colour, or the mirrored clip
-# 2D-EP as the authors ran it in their frame-wise video toolkit (the TCSVT paper's 2D-EP baseline; issue 20):
+# 2D-EP as the authors ran it in their frame-wise video toolkit (the TCSVT paper's 2D-EP baseline):
 # the reward weighted 100 (STEP: 1), the area weight fixed at AREA_WEIGHT (no growth), one area per run.
 EP2D_REWARD_WEIGHT = 100.0
 EP2D_AREA_GROWTH = 1.0
@@ -151,7 +151,7 @@ def single_area(areas: Sequence[float]) -> float:
 def method_settings(settings: Settings, method: str, model_areas: Sequence[float] | None = None) -> Settings:
     """The settings ``method`` runs with: ``settings`` itself, except for 2D-EP with ``method_defaults``.
 
-    2D-EP then takes its own values (issue 20; the frame-wise extremal perturbation of the authors' earlier
+    2D-EP then takes its own values (the frame-wise extremal perturbation of the authors' earlier
     video toolkit) for every field still at the value of a preset (or, for the areas, at the model's areas):
     reward weight ``EP2D_REWARD_WEIGHT``, the area weight fixed (growth ``EP2D_AREA_GROWTH``, so it stays at
     ``area_weight``, 300) and one area, :func:`single_area` of the areas. A field set to anything else is

@@ -1,5 +1,5 @@
 """Does the border treatment matter? STEP on toy clips whose evidence touches a frame border, run with the
-authors' border treatment and with ours, paired on the same clips (issue 20).
+authors' border treatment and with ours, paired on the same clips.
 
     python benchmarks/borders.py --preset fast --clips 24              # table; benchmarks/results/borders.json
     python benchmarks/borders.py --preset paper --clips 24              # minutes per clip on a CPU
@@ -8,7 +8,7 @@ Border treatments (:class:`attribution.step.Settings` fields ``param_padding`` a
 
 * ``authors``: mask parameters zero-padded beyond the image, the blur pyramid blurred towards the model's mean
   colour at the borders (the ``paper`` preset);
-* ``ours``: parameters replicate-padded, the pyramid mirrored at the borders (the engine before issue 20);
+* ``ours``: parameters replicate-padded, the pyramid mirrored at the borders (the mirrored treatment);
 * ``zero-reflect`` and ``replicate-mean``: one change at a time.
 
 Clips: ``toy.generate(n, seed=900)`` (quality.py uses 500, tune.py 700, training >= 1000), each rolled (np.roll,

@@ -1,4 +1,4 @@
-"""Mutation check: does the test suite catch a broken engine? (issue 19)
+"""Mutation check: does the test suite catch a broken engine?
 
     python tests/mutations.py                  # every mutation; table on stdout, JSON in benchmarks/results/
     python tests/mutations.py --only lk-dropped --only curves-swapped

@@ -1,4 +1,4 @@
-"""The cost model (attribution/cost.py, issue 15): cache and keys, estimates, limits and the refusal sentence."""
+"""The cost model (attribution/cost.py): cache and keys, estimates, limits and the refusal sentence."""
 import json
 import math
 import os

@@ -1,4 +1,4 @@
-"""The ``paper`` preset as the authors ran it (issue 20): zero-padded mask parameters, the blur pyramid blurred
+"""The ``paper`` preset as the authors ran it: zero-padded mask parameters, the blur pyramid blurred
 towards the mean colour at the borders, and 2D-EP with its own reward weight, area weight and single area."""
 import dataclasses
 
