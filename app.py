@@ -258,17 +258,21 @@ def _sha1(path) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _known_events() -> dict:
-    """sha1 of each shipped toy clip -> its evidence window (drawn in the temporal plot)."""
-    try:
-        meta = json.loads((EXAMPLES / "toy_ground_truth.json").read_text())
-        return {_sha1(EXAMPLES / name): tuple(m["event"]) for name, m in meta.items() if (EXAMPLES / name).exists()}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+    """sha1 of each shipped example clip with ground truth (toy and ground-truth tasks) -> its evidence window
+    (drawn in the temporal plot)."""
+    out = {}
+    for f in EXAMPLES.glob("*_ground_truth.json"):
+        try:
+            meta = json.loads(f.read_text())
+            out.update({_sha1(EXAMPLES / n): tuple(m["event"]) for n, m in meta.items() if (EXAMPLES / n).exists()})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def _event_for(path: str, model, video, trimmed: bool):
-    """The known evidence window of a shipped toy clip, when the model sees exactly its frames."""
-    if trimmed or model.name != "toy" or video.num_source_frames != model.num_frames:
+    """The known evidence window of a shipped example clip, when the model sees exactly its frames."""
+    if trimmed or video.num_source_frames != model.num_frames:
         return None
     try:
         return _known_events().get(_sha1(path)) if os.path.getsize(path) < 5 * 2**20 else None
