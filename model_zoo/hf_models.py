@@ -15,6 +15,7 @@ from the config values in the table, with random weights.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib.util
@@ -49,6 +50,19 @@ def _offline() -> bool:
     """The user asked for no hub access (huggingface_hub reads these variables only when imported)."""
     flags = (os.environ.get(k, "").strip().lower() for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
     return any(f in ("1", "true", "yes", "on") for f in flags)
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """Tell huggingface_hub too when this loader decided to stay offline: it reads ``HF_HUB_OFFLINE`` only at
+    import, and ``local_files_only`` alone still lets it look things up on the network."""
+    import huggingface_hub.constants as hub
+    before = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = before or offline
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
 
 
 def _endpoint() -> str:
@@ -214,8 +228,9 @@ def from_pretrained(repo_or_dir: str, entry: ModelEntry | None = None) -> VideoC
     local = os.path.isdir(repo_or_dir)
     offline = local or _offline() or not reachable(_endpoint())
     try:
-        module = AutoModelForVideoClassification.from_pretrained(repo_or_dir, local_files_only=offline,
-                                                                 dtype=torch.float32)
+        with _hub_offline(offline):
+            module = AutoModelForVideoClassification.from_pretrained(repo_or_dir, local_files_only=offline,
+                                                                     dtype=torch.float32)
     except ValueError as e:  # a config of a model type that has no video-classification head
         raise ModelError(f"{repo_or_dir!r} is not a video classification model that transformers knows "
                          f"({str(e).splitlines()[0]}).") from e
@@ -225,7 +240,8 @@ def from_pretrained(repo_or_dir: str, entry: ModelEntry | None = None) -> VideoC
                              "Hugging Face Hub, or a local folder with its files (save_pretrained).") from e
         raise ModelError(f"Could not load {repo_or_dir!r}: {str(e).splitlines()[0]}") from e
     try:
-        processor = AutoVideoProcessor.from_pretrained(repo_or_dir, local_files_only=True if offline else False)
+        with _hub_offline(offline):
+            processor = AutoVideoProcessor.from_pretrained(repo_or_dir, local_files_only=offline)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as e:
         # no processor config: the entry's table (or the model config) decides, and the user is told
         processor = None
