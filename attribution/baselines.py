@@ -1,6 +1,6 @@
 """Comparison methods the paper measures STEP against, through Captum, plus two floors.
 
-Every method answers one call and returns one shape (STYLE: Captum's interface, without its hierarchy)::
+Every method answers one call and returns one shape (Captum's interface, without its hierarchy)::
 
     saliency, extras = fn(model, clip, target, *, seed=0, progress=None, cancel=None, **options)
 
@@ -11,7 +11,7 @@ Every method answers one call and returns one shape (STYLE: Captum's interface, 
 
 Gradients are taken of the target's softmax probability, as the authors did (their models end in a
 softmax; ``output="logit"`` switches to the logit). Gradient maps are post-processed as in the authors'
-scripts (``shared/reference/ALGORITHM.md`` §3.1): absolute value, mean over the colour channels, then scaled
+scripts: absolute value, mean over the colour channels, then scaled
 with the minimum and the 99.9th percentile and clipped to [0, 1] (:func:`scale_percentile`).
 
 Importing this module registers every method in :data:`attribution.explain.EXTRA_METHODS`, so

@@ -31,7 +31,7 @@ def available_methods() -> list[str]:
 
 @dataclasses.dataclass
 class Explanation:
-    """Everything one explanation produced, and everything needed to reproduce it (DESIGN §6)."""
+    """Everything one explanation produced, and everything needed to reproduce it (README: Python API)."""
     model_name: str
     target: int
     label: str

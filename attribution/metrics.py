@@ -1,7 +1,7 @@
 """Faithfulness and localisation metrics of an attribution map, and the reliability of a metric.
 
 * **Deletion / insertion** (the "causal metric" of Petsiuk, Das, Saenko, "RISE", BMVC 2018, as the STEP
-  authors ran it on video; ``shared/reference/ALGORITHM.md`` §2.1). Units of the clip (blocks, pixels or
+  authors ran it on video; ``docs/method.md`` §6.1). Units of the clip (blocks, pixels or
   whole frames) are ranked by saliency over the whole volume, one global order across frames. Deletion
   replaces the top ``i/steps`` share of the units with a substrate and watches the target's probability fall;
   insertion starts from the substrate and restores them. AUC = normalised trapezoid
@@ -389,7 +389,7 @@ def sanity_weights(scores, random_index: int = 0, higher_is_better: bool = True)
 
 
 def reliability(scores, random_index: int = 0, higher_is_better: bool = True) -> float:
-    """The authors' metric reliability α in [−1, 1] (ALGORITHM.md §2.3): do the clips agree on the methods?
+    """The authors' metric reliability α in [−1, 1] (docs/method.md §6.3): do the clips agree on the methods?
 
     Each clip acts as a rater that ranks the M methods by their score on it (0 = worst .. M−1 = best, ties
     sharing their mean rank). A clip that ranks the random map high is a bad rater; its weight is

@@ -2,7 +2,7 @@
 
 Li, Wang, Li, Huang, Sato, "Spatio-Temporal Perturbations for Video Attribution", IEEE TCSVT 2021
 (arXiv 2109.00222); built on Fong, Patrick, Vedaldi, "Understanding Deep Networks via Extremal Perturbations
-and Smooth Masks", ICCV 2019. Implemented from the description in ``shared/reference/ALGORITHM.md`` §1.
+and Smooth Masks", ICCV 2019. Implemented from the description in ``docs/method.md``.
 
 For a clip x (B=1, 3, T, H, W) in [0, 1], a target class c and areas a_1..a_A, find masks m_a (1, T, H, W) in
 [0, 1] that keep as little of the clip as the area asks while keeping the class::
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from attribution.errors import ExplorerError, InputError
 
 # ----------------------------------------------------------------------------------------------- constants
-# Every constant is the paper's value at 112 px input (ALGORITHM.md §1); spatial ones scale with H.
+# Every constant is the paper's value at 112 px input (docs/method.md); spatial ones scale with H.
 REF_SIZE = 112
 GRID_STEP = 7           # px between mask parameters at 112 px -> a 16x16 grid per frame (§1.3)
 SIGMA = 11.0            # smooth-mask kernel width at 112 px; also the canvas margin and the L_K kernel side
@@ -56,7 +56,7 @@ KEY_FRAMES = 8          # K_t of the ellipsoid at 16 frames; min(8, T/2) for sho
 PAPER_AREAS = (0.05, 0.10, 0.15, 0.50)  # default areas of run_all.py (§1.8)
 # Borders. The extremal-perturbation formulation (Fong et al. 2019, smooth masks) pads the mask's
 # parameter grid with zeros: beyond the image nothing is preserved. The authors blur the *normalised* clip
-# with zero padding, i.e. towards the model's mean colour near the borders (DESIGN §3.3: the pyramid).
+# with zero padding, i.e. towards the model's mean colour near the borders (docs/method.md §1.3).
 PARAM_PADDINGS = ("zero", "replicate")   # parameters beyond the image: 0, or the nearest edge cell's value
 BLUR_BORDERS = ("mean", "reflect")       # blur pyramid beyond the image: the mean colour, or the mirrored clip
 # 2D-EP as the authors ran it in their frame-wise video toolkit (the TCSVT paper's 2D-EP baseline):
@@ -78,7 +78,7 @@ class Cancelled(ExplorerError):
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Every knob of the optimisation under one plain name (DESIGN §3). ``None`` means "scaled from H"."""
+    """Every knob of the optimisation under one plain name (docs/method.md). ``None`` means "scaled from H"."""
     iterations: int = ITERATIONS
     areas: tuple = PAPER_AREAS
     lr: float = LR
@@ -120,7 +120,7 @@ class Settings:
 
 
 PRESETS = {
-    # The paper's optimisation as the authors ran it (ALGORITHM.md §1): zero-padded mask parameters, the pyramid
+    # The paper's optimisation as the authors ran it (docs/method.md): zero-padded mask parameters, the pyramid
     # blurred towards the mean colour at the borders, 2D-EP with its own settings (method_settings).
     "paper": {},
     # Ours: the same objective in 1/6 of the iterations, with the schedule scaled to match: the area weight
@@ -210,7 +210,7 @@ def pad_params(params: torch.Tensor, pad: int, padding: str = "zero") -> torch.T
 def smooth_mask_kernel(step: int, sigma: float, radius: int, subsample: int | None = None) -> torch.Tensor:
     """Weights (S*S, K) of the K = (2r+1)^2 neighbouring cells for each of S x S sample points in a cell.
 
-    k(z) = exp(-2 · max(z - 0.5, 0)^2), z = distance / σ (ALGORITHM.md §1.3). With ``subsample`` S < step the
+    k(z) = exp(-2 · max(z - 0.5, 0)^2), z = distance / σ (docs/method.md §1.2). With ``subsample`` S < step the
     points sit at the centres of an S x S sub-grid of the cell, otherwise at every pixel.
     """
     s = subsample if subsample and subsample < step else step

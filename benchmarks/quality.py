@@ -15,7 +15,7 @@ is STEP with the authors' 1200-iteration schedule, minutes per clip on a CPU: ex
 or run it on the first K clips with ``--paper-clips K`` (the table gives every method's clip count).
 
 ``--quick`` runs 4 clips, the fast methods, and STEP (fast) on the first 2 clips only (``--perturbation-clips``).
-Reliability (ALGORITHM.md §2.3) is computed over the methods that ran on every clip, random included (the
+Reliability (docs/method.md §6.3) is computed over the methods that ran on every clip, random included (the
 authors too left the perturbation method out of their reliability set).
 Every (method, clip) result is appended to a JSONL file as soon as it is done (``--jsonl``), so a long run
 can be stopped and resumed; results of other settings (steps, unit, substrate) in the same file are ignored.

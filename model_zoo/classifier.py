@@ -1,4 +1,4 @@
-"""The one adapter every video classifier is wrapped in (DESIGN §2).
+"""The one adapter every video classifier is wrapped in.
 
 Everything between modules speaks one tensor: a float clip ``(B,3,T,H,W)`` in ``[0,1]`` RGB at the model's
 input size. Normalisation, channel layout, SlowFast's pathways and the logits-versus-softmax question live
@@ -141,7 +141,7 @@ class VideoClassifier(torch.nn.Module):
         token_grid: for transformers, the :class:`TokenGrid` of ``gradcam_layer``'s output (None for CNNs).
         resize_side: short side before the centre crop in ``prepare`` (default: ``crop_size``).
         sampling_rate: frame stride of the model's training recipe at ``source_fps`` (None: uniform).
-        areas: default mask areas for this model's evidence (DESIGN §3.7), or None for the paper's.
+        areas: default mask areas for this model's evidence (docs/method.md §3.2), or None for the paper's.
         pack: optional callable turning the normalised ``(B,3,T,H,W)`` clip into the module's input
             (e.g. SlowFast's ``[slow, fast]`` list); applied after ``layout``.
         preprocess: the :class:`Preprocess` of ``prepare`` (default: short side to ``resize_side``, centre

@@ -1,4 +1,4 @@
-"""Hugging Face video classifiers as registry entries, and the adapter for any such checkpoint (ECOSYSTEM §3).
+"""Hugging Face video classifiers as registry entries, and the adapter for any such checkpoint.
 
 transformers models take ``(B,T,C,H,W)`` under a keyword (``pixel_values``; V-JEPA 2: ``pixel_values_videos``)
 and return ``.logits``. Their video processors are not differentiable, so the adapter copies what they do

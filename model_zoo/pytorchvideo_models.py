@@ -1,4 +1,4 @@
-"""PyTorchVideo's Kinetics-400 model zoo as registry entries (DESIGN §1-2, ECOSYSTEM §4).
+"""PyTorchVideo's Kinetics-400 model zoo as registry entries.
 
 Every entry is a row of data: the builder in ``pytorchvideo.models.hub``, the checkpoint, the test recipe
 (frames x sampling rate at 30 fps, short-side resize, centre crop, mean 0.45 / std 0.225 on [0,1] RGB) and

@@ -1,4 +1,4 @@
-"""The offline toy task and model: evidence known in space and time (DESIGN §5).
+"""The offline toy task and model: evidence known in space and time (README: The toy task).
 
 Task. A 16-frame 64x64 clip shows a few squares of one colour on a textured background. Exactly one of them,
 the *evidence*, moves steadily in one direction, and only during a window of 7-10 frames (absent before and

@@ -121,7 +121,7 @@ def untrained_toy():
 
 def test_insertion_is_deletion_of_the_reversed_order_read_backwards(untrained_toy):
     """Same substrate and units: inserting the top k units of a map shows the same clip as deleting the
-    bottom n-k, i.e. the top n-k of the reversed map (ALGORITHM.md §2.1). 16x16x16 blocks, S divides n."""
+    bottom n-k, i.e. the top n-k of the reversed map (docs/method.md §6.1). 16x16x16 blocks, S divides n."""
     model = untrained_toy
     clip = torch.from_numpy(toy.generate(1, seed=11)[0].frames).permute(3, 0, 1, 2).unsqueeze(0).float() / 255
     sal = np.random.default_rng(2).random((16, 64, 64))

@@ -46,7 +46,7 @@ SMALL = {
     "slowfast_r50": ({"head_pool": GLOBAL, "stem_dim_outs": (16, 2)}, 8, 32),
     "mvit_base_16x4": ({"spatial_size": 32, "temporal_size": 4, "patch_embed_dim": 32}, 4, 32),
 }
-# Tiny transformers configs (ECOSYSTEM §3): ~50k parameters, 4 frames of 32 px.
+# Tiny transformers configs: ~50k parameters, 4 frames of 32 px.
 _T = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
 TINY = {
     "videomae": dict(_T, intermediate_size=64, image_size=32, patch_size=8, num_frames=4, tubelet_size=2),
@@ -239,7 +239,7 @@ def test_vivit_entry_matches_the_real_processor_formula():
     e = get_entry("google/vivit-b-16x2-kinetics400")
     assert np.allclose(pre["mean"], e.mean) and np.allclose(pre["std"], e.std)
     assert (pre["crop_size"], pre["resize_side"]) == (e.crop_size, e.resize_side)
-    px = torch.tensor([255.0, 128.0, 0.0]).view(1, 3, 1, 1)  # ECOSYSTEM §3: R,G,B -> 1.0, -0.99, -3.0
+    px = torch.tensor([255.0, 128.0, 0.0]).view(1, 3, 1, 1)  # ViViT's rescale with offset: R,G,B -> 1.0, -0.99, -3.0
     out = (px / 255 - torch.tensor(e.mean).view(1, 3, 1, 1)) / torch.tensor(e.std).view(1, 3, 1, 1)
     assert torch.allclose(out.flatten(), torch.tensor([1.0, 128 / 63.75 - 3, -3.0]), atol=1e-5)
 

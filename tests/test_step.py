@@ -165,7 +165,7 @@ def test_ellipsoid_responses_equal_the_strided_convolution(kt, side, t, h, w):
 
 
 def test_core_counts_match_the_papers_numbers():
-    # ALGORITHM.md §1.6: K_t = 8, 134^2 canvas, 16 frames: k = 29/57/86/171/284 for 0.05/0.1/0.15/0.3/0.5
+    # docs/method.md §3.3: K_t = 8, 134^2 canvas, 16 frames: k = 29/57/86/171/284 for 0.05/0.1/0.15/0.3/0.5
     assert S.core_counts([0.05, 0.1, 0.15, 0.3, 0.5], 16 * 134 * 134, 8, 11) == [29, 57, 86, 171, 284]
 
 
@@ -389,7 +389,7 @@ def test_ellipsoid_kernel_is_never_empty(frames, side):
 
 
 def test_ellipsoid_voxel_count_matches_the_authors_kernel():
-    assert S.ellipsoid_kernel(8, 11).sum() == 352    # ALGORITHM.md §1.6: 352 voxels against n1 = 506
+    assert S.ellipsoid_kernel(8, 11).sum() == 352    # docs/method.md §3.3: 352 voxels against n1 = 506
 
 
 # ---------------------------------------------------------------------- pins: what the loop does with each term
