@@ -22,7 +22,7 @@ SAVED = ("overlay.mp4", "temporal.png", "curves.png", "saliency.npz", "summary.j
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 FEW = 3          # optimisation iterations in tests: enough to exercise the loop, not to converge
-CURVE_STEPS = 16  # deletion/insertion steps in tests (the app's default is the paper's 128)
+CURVE_STEPS = 16  # the quick curves' steps in tests (the app's default is 32; the paper's 128 one click away)
 
 
 @pytest.fixture(scope="session")
@@ -319,6 +319,15 @@ def test_client_cancel_stops_a_long_job_and_the_next_one_runs(app, client, clip)
     assert not app.MODEL_LOCK.locked()
     created = (set(app.TMP_ROOT.iterdir()) if app.TMP_ROOT.exists() else set()) - before
     assert len(created) == 1          # the short request's folder only
+
+
+def test_quick_curves_by_default_the_papers_on_request(app, clip):
+    for paper, steps in ((False, CURVE_STEPS), (True, 128)):
+        *_, archive, text = app.explain_clip(clip, "toy", "", "random", "fast", curves=True, paper_curves=paper)
+        with zipfile.ZipFile(archive) as z:
+            saved = json.loads(z.read("summary.json"))
+        assert saved["curves"]["steps"] == steps and len(saved["curves"]["deletion"]) == steps + 1
+        assert f"({steps} steps" in text                     # the summary says which curves were measured
 
 
 def test_a_request_above_the_limit_is_refused_before_it_runs(app, clip, monkeypatch):
