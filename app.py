@@ -28,14 +28,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from ui.runtime import MODEL_LOCK, ON_ZEROGPU, cancel_aware, gpu, stoppable  # first: it imports `spaces`
 
 import atexit
+import contextlib
 import functools
-import threading
 import hashlib
 import json
 import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -47,7 +48,7 @@ from PIL import Image
 
 from attribution import available_methods, cost, explain, render
 from attribution.errors import ExplorerError, InputError, VideoError
-from ui.errors import GENERIC_ERROR, user_errors
+from ui.errors import user_errors
 from attribution.metrics import deletion_insertion
 from attribution.step import METHODS as PERTURBATION_METHODS
 from attribution.step import PRECISIONS
@@ -472,17 +473,14 @@ def cost_markdown(model_name: str, methods, preset: str = "fast", areas: str = "
     return f"<small>**Expected time:** {est.words()}.{' ' + over if over else ''}</small>"
 
 
+@contextlib.contextmanager
 def _cleanup_on_failure(req: Path):
     """Delete the request's folder when the request does not finish (stopped or failed)."""
-    class _Guard:
-        def __enter__(self):
-            return req
-
-        def __exit__(self, exc_type, *exc):
-            if exc_type is not None:
-                shutil.rmtree(req, ignore_errors=True)
-            return False
-    return _Guard()
+    try:
+        yield req
+    except BaseException:
+        shutil.rmtree(req, ignore_errors=True)
+        raise
 
 
 @gpu(duration=20)
@@ -987,7 +985,8 @@ def warm_up(model_name: str = DEFAULT_MODEL) -> None:
         st = make_settings(model, "step", "fast", {"iterations": 1, "compile": True})
         device = next(model.parameters()).device
         clip = torch.zeros(1, 3, model.num_frames, *model.input_size, device=device)
-        step.perturbation(model, clip, [0], settings=st)
+        with MODEL_LOCK:   # never beside a request (or the timing of the passes) on the same model
+            step.perturbation(model, clip, [0], settings=st)
         log.info("warm-up of %s done in %.1f s", model_name, time.perf_counter() - t0)
     except Exception as e:  # noqa: BLE001 - a failed warm-up only means the first request compiles
         log.warning("warm-up of %s failed: %s", model_name, e)
@@ -1002,7 +1001,6 @@ if __name__ == "__main__":
     if HARDWARE["problem"]:
         log.warning(HARDWARE["problem"])
     if os.environ.get("VAE_WARMUP", "1") != "0" and not ON_ZEROGPU:  # ZeroGPU does not support torch.compile
-        import threading
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT")
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
