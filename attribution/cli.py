@@ -9,8 +9,11 @@ import json
 import sys
 import time
 
-from attribution.errors import ExplorerError
-from attribution.step import PRECISIONS
+from attribution.errors import ExplorerError, InputError
+from attribution.methods import available_methods
+from attribution.methods.perturbation import parse_areas
+from attribution.pipeline import PAPER_CURVE_STEPS
+from attribution.step import GAMES, PERTURBATIONS, PRECISIONS, PRESETS
 
 
 def _engine_args(p) -> None:
@@ -27,9 +30,39 @@ def _engine_args(p) -> None:
 
 def _areas(text: str) -> list[float]:
     try:
-        return [float(a) for a in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"areas must be numbers such as 0.05,0.1; got {text!r}") from None
+        return parse_areas(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _run_args(p, device_help: str) -> None:
+    """What ``explain`` and ``batch`` share: model, output, method, preset, target, seed, settings, trim, curves."""
+    p.add_argument("--model", default="toy", help="registry name (see 'models'), HF folder/repo id or "
+                                                  "TorchScript file (default: toy, offline)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--method", default="step", choices=available_methods(), metavar="METHOD",
+                   help=f"step (default, the paper's), or one of: {', '.join(available_methods()[1:])}")
+    p.add_argument("--preset", default="fast", choices=list(PRESETS))
+    p.add_argument("--target", default=None, help="class index or label name (default: the top-1 class)")
+    p.add_argument("--device", default=None, help=device_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
+    p.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
+    p.add_argument("--start", type=float, default=None, help="start of the part to explain, seconds")
+    p.add_argument("--end", type=float, default=None, help="end of the part to explain, seconds")
+    p.add_argument("--curves", action="store_true", help="also measure deletion/insertion curves (with a random map)")
+    p.add_argument("--steps", type=int, default=PAPER_CURVE_STEPS,
+                   help=f"deletion/insertion steps (default {PAPER_CURVE_STEPS}, the paper's)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _engine_args(p)
+
+
+def _settings(a) -> dict:
+    """The perturbation settings given on the command line (the others keep the preset's)."""
+    given = dict(iterations=a.iterations, areas=a.areas, key_frames=getattr(a, "key_frames", None),
+                 perturbation=getattr(a, "perturbation", None), game=getattr(a, "game", None), compile=a.compile,
+                 batch=a.batch, precision=a.precision)
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,24 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("explain", help="explain one clip and write overlay.mp4, temporal.png, summary.json, ...")
     ex.add_argument("clip", help="video file (mp4, webm, avi, mov, mkv, ...)")
-    ex.add_argument("--model", default="toy", help="registry name (see 'models'), HF folder/repo id or "
-                                                   "TorchScript file (default: toy, offline)")
-    ex.add_argument("--out", required=True, help="output folder")
-    ex.add_argument("--target", default=None, help="class index or label name (default: the top-1 class)")
-    ex.add_argument("--method", default="step", help="step (default), 3d-ep, 2d-ep, or a comparison method")
-    ex.add_argument("--preset", default="fast", choices=["fast", "paper"])
-    ex.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the GPU when there is one)")
-    ex.add_argument("--seed", type=int, default=0)
-    ex.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
-    ex.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
+    _run_args(ex, "cpu, cuda, cuda:1 (default: the GPU when there is one)")
     ex.add_argument("--key-frames", type=int, default=None, help="L_K ellipsoid length in frames")
-    ex.add_argument("--perturbation", choices=["blur", "fade"], default=None)
-    _engine_args(ex)
-    ex.add_argument("--game", choices=["preserve", "delete", "dual"], default=None)
-    ex.add_argument("--start", type=float, default=None, help="start of the part to explain, seconds")
-    ex.add_argument("--end", type=float, default=None, help="end of the part to explain, seconds")
-    ex.add_argument("--curves", action="store_true", help="also measure deletion/insertion curves")
-    ex.add_argument("--quiet", action="store_true", help="no progress bar")
+    ex.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
+    ex.add_argument("--game", choices=list(GAMES), default=None)
 
     sub.add_parser("models", help="list the registered models")
 
@@ -69,22 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "clips r::N of the sorted list. Exit code 0 even when some clips failed "
                                     "(each has an error line); 2 when the run itself cannot start.")
     bt.add_argument("clips", help="folder of videos (searched recursively) or a text file with one path a line")
-    bt.add_argument("--model", default="toy", help="registry name, HF folder/repo id or TorchScript file")
-    bt.add_argument("--out", required=True, help="output folder")
-    bt.add_argument("--method", default="step", help="step (default), 3d-ep, 2d-ep, or a comparison method")
-    bt.add_argument("--preset", default="fast", choices=["fast", "paper"])
-    bt.add_argument("--target", default=None, help="class index or label for every clip (default: top-1)")
-    bt.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK when there is a GPU, else cpu")
-    bt.add_argument("--seed", type=int, default=0)
-    bt.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
-    bt.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
-    bt.add_argument("--start", type=float, default=None, help="start of the part of every clip to explain, seconds")
-    bt.add_argument("--end", type=float, default=None, help="end of the part of every clip to explain, seconds")
-    bt.add_argument("--curves", action="store_true", help="also measure deletion/insertion with a random map")
-    _engine_args(bt)
-    bt.add_argument("--steps", type=int, default=128, help="deletion/insertion steps (default 128)")
+    _run_args(bt, "default: cuda:LOCAL_RANK when there is a GPU, else cpu")
     bt.add_argument("--retry-errors", action="store_true", help="rerun clips that failed on their input before")
-    bt.add_argument("--quiet", action="store_true", help="no per-clip log lines")
     return ap
 
 
@@ -95,6 +100,9 @@ def _progress_bar(quiet: bool):
     bar = tqdm(total=1, desc="optimising mask", unit="it", file=sys.stderr, leave=False)
 
     def update(done, total, info=None):
+        stage = "measuring curves" if info and info.get("stage") == "curves" else "optimising mask"
+        if bar.desc != stage:
+            bar.set_description(stage, refresh=False)
         if bar.total != total:
             bar.total = total
         bar.n = done
@@ -106,7 +114,7 @@ def _progress_bar(quiet: bool):
 
 def cmd_explain(a) -> int:
     import torch
-    from attribution import explain, load_clip
+    from attribution import load_clip, pipeline
     from model_zoo import load_model
 
     t0 = time.perf_counter()
@@ -114,19 +122,12 @@ def cmd_explain(a) -> int:
     model = load_model(a.model, device=a.device)
     video = load_clip(a.clip, model, start=a.start, end=a.end)
     progress, close = _progress_bar(a.quiet)
-    overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas, key_frames=a.key_frames,
-                                       perturbation=a.perturbation, game=a.game, compile=a.compile,
-                                       batch=a.batch, precision=a.precision).items() if v is not None}
     try:
-        exp = explain(model, video, target=a.target, method=a.method, preset=a.preset, seed=a.seed,
-                      progress=progress, **overrides)
+        exp = pipeline.run(model, video, a.method, target=a.target, preset=a.preset, seed=a.seed,
+                           curve_steps=a.steps if a.curves else 0, progress=progress, **_settings(a))
     finally:
         close()
     exp.source["path"] = a.clip
-    if a.curves:
-        from attribution.metrics import deletion_insertion
-        exp.curves = deletion_insertion(model, model.prepare(video.frames), exp.saliency, exp.target,
-                                        random_baseline=True, seed=a.seed)
     out = exp.save(a.out)
     line = {"clip": a.clip, "model": model.name, "target": exp.target, "label": exp.label,
             "probability": round(exp.probability, 4), "method": exp.method, "preset": exp.preset,
@@ -156,8 +157,7 @@ def cmd_models(_a) -> int:
 def cmd_batch(a) -> int:
     from attribution.batch import read_results, run_batch, summarise
 
-    overrides = {k: v for k, v in dict(iterations=a.iterations, areas=a.areas, compile=a.compile,
-                                       batch=a.batch, precision=a.precision).items() if v is not None}
+    overrides = _settings(a)
     stats = run_batch(a.clips, a.out, model=a.model, method=a.method, preset=a.preset, target=a.target,
                       seed=a.seed, curves=a.curves, steps=a.steps, device=a.device, overrides=overrides,
                       retry_errors=a.retry_errors, start=a.start, end=a.end, log=None if a.quiet else sys.stderr)

@@ -19,3 +19,7 @@ class ModelError(ExplorerError):
 
 class InputError(ExplorerError):
     """An argument is wrong: unknown target label, bad area list, unknown method, ..."""
+
+
+class Cancelled(ExplorerError):
+    """The caller cancelled the work (the app's Stop button, ``Ctrl-C`` in a progress callback, ...)."""

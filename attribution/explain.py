@@ -14,19 +14,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from attribution import step as step_mod
+from attribution import methods
+from attribution.common import frozen
 from attribution.errors import InputError
-from attribution.step import frozen
-
-# Other modules (baselines) add entries: name -> fn(model, clip, target, *, seed, progress, cancel, **opts)
-# returning a saliency tensor (T,H,W) in [0,1] and a dict of extras.
-EXTRA_METHODS: dict[str, Callable] = {}
-
-
-def available_methods() -> list[str]:
-    """Perturbation methods first, then the comparison methods registered by ``attribution.baselines``."""
-    import attribution.baselines  # noqa: F401  (registers its methods in EXTRA_METHODS; captum is pinned)
-    return list(step_mod.METHODS) + sorted(EXTRA_METHODS)
+from attribution.methods import available_methods  # noqa: F401  (public: the names explain() takes)
+from attribution.methods.perturbation import make_settings  # noqa: F401  (public: the settings of one run)
 
 
 @dataclasses.dataclass
@@ -84,7 +76,7 @@ class Explanation:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         t = len(self.frames)
-        fps = self.source.get("render_fps") or max(2.0, min(8.0, t / 4))
+        fps = max(2.0, min(8.0, t / 4))  # slow enough to follow a 16-frame clip
         times = self.source.get("times")
         labels = [f"t={s:.2f}s" for s in times] if times is not None and len(times) == t else None
         render.write_overlay(d / "overlay.mp4", self.frames, self.saliency, fps=fps, frame_labels=labels)
@@ -102,11 +94,11 @@ class Explanation:
             arrays["masks"] = self.masks.astype(np.float16)
             arrays["areas"] = np.asarray(self.areas, dtype=np.float32)
         np.savez_compressed(d / "saliency.npz", **arrays)
-        (d / "summary.json").write_text(json.dumps(self.summary(), indent=1, default=_json_default))
+        (d / "summary.json").write_text(json.dumps(self.summary(), indent=1, default=json_default))
         return d
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
@@ -149,14 +141,25 @@ def resolve_target(model, target, probs: torch.Tensor) -> int:
     raise InputError(f"target must be a class index, a label name or None, not {type(target).__name__}.")
 
 
-def _as_clip(model, frames_or_clip) -> tuple[torch.Tensor, dict]:
-    """(1,3,T,H,W) in [0,1] on the model's device, and a dict describing the source.
+@dataclasses.dataclass
+class Prepared:
+    """A clip ready for the model: (1,3,T,H,W) in [0,1] on its device, and what it was made from (path, fps,
+    frame indices and times). :func:`explain` and :func:`attribution.pipeline.run` take it as it is, so a clip
+    is decoded and resized once per request."""
+    clip: torch.Tensor
+    source: dict
+
+
+def prepare_clip(model, frames_or_clip) -> Prepared:
+    """The :class:`Prepared` clip of a path, a ``Video``, uint8 frames or a clip tensor.
 
     A path is read with :func:`attribution.video.load_clip` (the model's own frame sampling); a ``Video`` with
     more frames than the model takes (e.g. ``load_video(path)`` with every frame) is sampled the same way,
     one with exactly ``num_frames`` frames is taken as already sampled.
     """
     from attribution.video import Video, load_clip
+    if isinstance(frames_or_clip, Prepared):
+        return frames_or_clip
     source: dict = {}
     x = frames_or_clip
     if isinstance(x, (str, os.PathLike)):
@@ -184,13 +187,13 @@ def _as_clip(model, frames_or_clip) -> tuple[torch.Tensor, dict]:
             raise InputError(f"A clip tensor must be (1,3,T,H,W) in [0,1]; got {tuple(x.shape)}.")
         if float(clip.min()) < 0 or float(clip.max()) > 1:
             raise InputError("A clip tensor must hold values in [0,1] (RGB, not normalised).")
-        return clip.to(model.device), source
+        return Prepared(clip.to(model.device), source)
     arr = np.asarray(x)
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
         raise InputError(f"Frames must be uint8 (T,H,W,3); got {arr.dtype} {arr.shape}.")
     if len(arr) < 2:
         raise InputError("The clip has a single frame; a video classifier needs at least 2 frames.")
-    return model.prepare(arr), source
+    return Prepared(model.prepare(arr), source)
 
 
 def _model_info(model) -> dict:
@@ -202,32 +205,6 @@ def _model_info(model) -> dict:
                 preprocess=pre.describe() if hasattr(pre, "describe") else None,
                 mean=model.mean.flatten().tolist(), std=model.std.flatten().tolist(),
                 layout=getattr(model, "layout", None))
-
-
-def make_settings(model, method: str, preset: str | None, overrides: dict) -> step_mod.Settings:
-    if preset not in step_mod.PRESETS:
-        raise InputError(f"preset must be one of {sorted(step_mod.PRESETS)}, not {preset!r}")
-    fields = {f.name for f in dataclasses.fields(step_mod.Settings)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise InputError(f"Unknown option(s) {', '.join(unknown)} for method {method!r}; "
-                         f"known: {', '.join(sorted(fields))}.")
-    kw = dict(step_mod.PRESETS[preset])
-    if getattr(model, "areas", None):
-        kw["areas"] = tuple(model.areas)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if "areas" in given:
-        try:
-            given["areas"] = tuple(float(a) for a in given["areas"])
-        except (TypeError, ValueError):
-            raise InputError(f"areas must be a list of fractions, got {given['areas']!r}") from None
-    # The method's own defaults (2D-EP's reward and area weights, one area) first, then what the caller gave,
-    # which is kept exactly, even where it equals a preset's value.
-    base = step_mod.Settings(**{**kw, "method_defaults": given.get("method_defaults", True)})
-    settings = dataclasses.replace(step_mod.method_settings(base, method, getattr(model, "areas", None)), **given)
-    if method == "2d-ep" and settings.method_defaults:  # applied already: the engine must not apply them again
-        settings = dataclasses.replace(settings, method_defaults=False)
-    return settings
 
 
 def explain(model, frames_or_clip, target=None, method: str = "step", preset: str = "fast", device=None,
@@ -257,10 +234,10 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
     t0 = time.perf_counter()
     if device is not None and torch.device(device) != model.device:
         model = model.to(device)
-    if method not in available_methods():
-        raise InputError(f"Unknown method {method!r}; choose one of {', '.join(available_methods())}.")
+    spec = methods.get(method)
     with frozen(model):
-        clip, source = _as_clip(model, frames_or_clip)
+        prepared = prepare_clip(model, frames_or_clip)
+        clip = prepared.clip
         t1 = time.perf_counter()
         with torch.no_grad():
             probs = model(clip).float().softmax(-1)[0]
@@ -269,32 +246,16 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
         topk = [(model.labels[i], float(v)) for v, i in zip(top.values.tolist(), top.indices.tolist())]
         t2 = time.perf_counter()
         torch.manual_seed(seed)
-        frames = (clip[0].permute(1, 2, 3, 0).detach().cpu().numpy() * 255 + 0.5).astype(np.uint8)
-        common = dict(model_name=model.name, target=tgt, label=model.labels[tgt], topk=topk,
-                      probability=float(probs[tgt]), frames=frames, method=method, seed=seed, source=source,
-                      event=tuple(event) if event is not None else None,
-                      model_info=_model_info(model))
-        if method in step_mod.METHODS:
-            settings = make_settings(model, method, preset, overrides)
-            res = step_mod.perturbation(model, clip, [tgt], method=method, settings=settings, seed=seed,
-                                        progress=progress, cancel=cancel)
-            t3 = time.perf_counter()
-            masks = res.masks[0].numpy()
-            sal = res.saliency[0].numpy().astype(np.float32)
-            exp = Explanation(
-                **common, preset=preset, saliency=sal, temporal=sal.mean((1, 2)),
-                settings=dataclasses.asdict(res.settings), masks=masks, areas=list(res.settings.areas),
-                area_temporal=masks.mean((2, 3)), iterations=res.iterations, evaluations=res.evaluations,
-                history={k: v[-1:] if k == "prob" else v for k, v in res.history.items()},
-                timings={})
-        else:
-            fn = EXTRA_METHODS[method]
-            sal_t, extras = fn(model, clip, tgt, seed=seed, progress=progress, cancel=cancel, **overrides)
-            t3 = time.perf_counter()
-            sal = sal_t.detach().float().cpu().numpy().astype(np.float32)
-            exp = Explanation(**common, preset=None, saliency=sal, temporal=sal.mean((1, 2)),
-                              settings=dict(overrides, **extras.get("settings", {})),
-                              evaluations=extras.get("evaluations"), timings={})
+        res = spec.fn(model, clip, tgt, seed=seed, progress=progress, cancel=cancel, preset=preset, **overrides)
+        t3 = time.perf_counter()
+    sal = res.saliency.detach().float().cpu().numpy().astype(np.float32)
+    frames = (clip[0].permute(1, 2, 3, 0).detach().cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    extras = dict(res.extras)
+    exp = Explanation(
+        model_name=model.name, target=tgt, label=model.labels[tgt], topk=topk, probability=float(probs[tgt]),
+        saliency=sal, temporal=sal.mean((1, 2)), frames=frames, method=method, preset=extras.pop("preset", None),
+        settings=res.settings, seed=seed, evaluations=res.evaluations, source=dict(prepared.source),
+        event=tuple(event) if event is not None else None, model_info=_model_info(model), timings={}, **extras)
     exp.timings = {"prepare": round(t1 - t0, 4), "predict": round(t2 - t1, 4), "attribution": round(t3 - t2, 4),
                    "total": round(time.perf_counter() - t0, 4)}
     return exp

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from attribution.common import freeze
 from attribution.errors import ModelError
 from model_zoo.classifier import Preprocess, TokenGrid, VideoClassifier
 
@@ -85,10 +86,7 @@ def default_device() -> torch.device:
 
 
 def _freeze(model: VideoClassifier, device) -> VideoClassifier:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.to(device)
+    return freeze(model).to(device)
 
 
 def wrap(entry: ModelEntry, module: torch.nn.Module) -> VideoClassifier:
@@ -192,9 +190,7 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
 def _load_user_model(path: str) -> VideoClassifier:
     """Users' own models: a Hugging Face folder or repo id, or a TorchScript / torch.save file with a sidecar."""
     from model_zoo import user_models  # imported lazily: transformers is slow to import
-    if hasattr(user_models, "load"):
-        return user_models.load(path)
-    raise ModelError(f"Unknown model {path!r}; choose one of {', '.join(list_models())}.")
+    return user_models.load(path)
 
 
 _FAMILIES_LOADED = False

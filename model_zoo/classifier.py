@@ -7,7 +7,10 @@ here, so the attribution engine never branches on the model family.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -19,31 +22,16 @@ try:  # the resize the Hugging Face processors call; imported here, never first 
 except ImportError:  # a bare GPU image without torchvision can still run the engine on prepared clips
     tvf = None
 
+from attribution.common import TokenGrid  # noqa: E402,F401  (the contract between the models and Grad-CAM)
 
-@dataclasses.dataclass(frozen=True)
-class TokenGrid:
-    """Where a transformer layer's tokens lie in space-time, so Grad-CAM can treat them as a feature map.
+LABELS = Path(__file__).parent / "labels"
 
-    A layer output ``(B, prefix + t*h*w, C)`` (or a tuple whose first item is that) holds ``prefix`` leading
-    tokens that belong to no position (CLS), then the grid flattened in ``order`` (``"thw"``: time slowest,
-    as a Conv3d patch embedding flattens; TimeSformer uses ``"hwt"``).
-    """
-    t: int
-    h: int
-    w: int
-    prefix: int = 0
-    order: str = "thw"
 
-    def reshape(self, tokens) -> torch.Tensor:
-        """tokens (B, prefix + t*h*w, C) -> feature map (B, C, t, h, w)."""
-        if isinstance(tokens, (tuple, list)):
-            tokens = tokens[0]
-        b, n, c = tokens.shape
-        if n != self.prefix + self.t * self.h * self.w:
-            raise ValueError(f"expected {self.prefix} + {self.t}*{self.h}*{self.w} tokens, got {n}")
-        size = {"t": self.t, "h": self.h, "w": self.w}
-        x = tokens[:, self.prefix:].reshape(b, *(size[d] for d in self.order), c)
-        return x.permute(0, 4, *(1 + self.order.index(d) for d in "thw"))
+@functools.lru_cache(maxsize=1)
+def kinetics400_labels() -> tuple[str, ...]:
+    """The 400 Kinetics class names in training-index order (model_zoo/labels/kinetics400.json, generated from
+    torchvision's list; tests/test_model_zoo.py checks them against it)."""
+    return tuple(json.loads((LABELS / "kinetics400.json").read_text()))
 
 
 RESAMPLE = ("nearest", "bilinear", "bicubic")

@@ -19,17 +19,15 @@ import contextlib
 import dataclasses
 import functools
 import importlib.util
-import json
 import logging
 import os
 import warnings
-from pathlib import Path
 
 import torch.nn as nn
 
 from attribution.errors import ModelError
 from model_zoo import ModelEntry, Preprocess, TokenGrid, VideoClassifier, reachable, register, wrap
-from model_zoo.classifier import PIL_RESAMPLE
+from model_zoo.classifier import PIL_RESAMPLE, kinetics400_labels
 
 if importlib.util.find_spec("transformers") is None:  # the registry then simply lists no transformers entries
     raise ModuleNotFoundError("No module named 'transformers'", name="transformers")
@@ -39,11 +37,6 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SSV2_CLASSES = 174
-
-
-@functools.lru_cache(maxsize=1)
-def _kinetics400() -> tuple[str, ...]:
-    return tuple(json.loads((Path(__file__).parent / "labels" / "kinetics400.json").read_text()))
 
 
 def _offline() -> bool:
@@ -266,16 +259,16 @@ def _build(spec: dict, entry: ModelEntry, pretrained: bool, **config_overrides) 
         from transformers import AutoConfig, AutoModelForVideoClassification
     config = AutoConfig.for_model(spec["model_type"], **{**spec["config"], **config_overrides})
     if spec.get("kinetics400") and config.num_labels == 400:
-        config.id2label = dict(enumerate(_kinetics400()))
+        config.id2label = dict(enumerate(kinetics400_labels()))
         config.label2id = {v: k for k, v in config.id2label.items()}
     module = AutoModelForVideoClassification.from_config(config)
     return classifier(module, None, name=entry.name, entry=entry, num_frames=_frames(config),
                       crop_size=_crop(config))
 
 
-def _entry(repo, model_type, config, frames, rate, side, crop, mean, std, gradcam_layer, grid, licence,
+def _entry(*, repo, model_type, config, frames, rate, side, crop, mean, std, gradcam_layer, grid, licence,
            trained_on, description, kinetics400=False, resample="bilinear"):
-    labels = _kinetics400() if kinetics400 else tuple(f"class {i}" for i in range(config["num_labels"]))
+    labels = kinetics400_labels() if kinetics400 else tuple(f"class {i}" for i in range(config["num_labels"]))
     spec = {"model_type": model_type, "config": config, "kinetics400": kinetics400}
     return register(ModelEntry(
         name=repo, family="huggingface", build=functools.partial(_build, spec), num_frames=frames,
@@ -293,26 +286,31 @@ def _entry(repo, model_type, config, frames, rate, side, crop, mean, std, gradca
 # (Bertasius et al., ICML 2021, §4.1 "8 x 224 x 224, frames sampled at a rate of 1/32"); ViViT 32 x 2 (Arnab et
 # al., ICCV 2021, §5.1 "32 frames with a stride of 2"). Something-Something models (VideoMAE-SSv2, V-JEPA 2-SSv2)
 # have no rate: they see frames spread over the whole clip, as that benchmark's segment sampling does.
-_entry("MCG-NJU/videomae-base-finetuned-kinetics", "videomae", {"num_labels": 400}, 16, 4, 224, 224,
-       IMAGENET_MEAN, IMAGENET_STD, "videomae.encoder.layer.11", TokenGrid(8, 14, 14),
-       "cc-by-nc-4.0", "Kinetics-400 (self-supervised pre-training, then fine-tuning)",
-       "VideoMAE ViT-B/16, 16x4 frames, 224 px; 81.5 % K400 top-1 (paper)", kinetics400=True)
-_entry("MCG-NJU/videomae-base-finetuned-ssv2", "videomae", {"num_labels": SSV2_CLASSES}, 16, None, 224, 224,
-       IMAGENET_MEAN, IMAGENET_STD, "videomae.encoder.layer.11", TokenGrid(8, 14, 14),
-       "cc-by-nc-4.0", "Something-Something v2 (self-supervised pre-training, then fine-tuning)",
-       "VideoMAE ViT-B/16, 16 frames spread over the clip, 224 px; 70.8 % SSv2 top-1 (paper)")
-_entry("facebook/timesformer-base-finetuned-k400", "timesformer", {"num_labels": 400}, 8, 32, 224, 224,
-       (0.45, 0.45, 0.45), (0.225, 0.225, 0.225), "timesformer.encoder.layer.11",
-       TokenGrid(8, 14, 14, prefix=1, order="hwt"), "cc-by-nc-4.0", "Kinetics-400 (ImageNet-21k initialisation)",
-       "TimeSformer-B divided space-time attention, 8x32 frames, 224 px; 78.0 % K400 top-1 (paper)",
+_entry(repo="MCG-NJU/videomae-base-finetuned-kinetics", model_type="videomae", config={"num_labels": 400},
+       frames=16, rate=4, side=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+       gradcam_layer="videomae.encoder.layer.11", grid=TokenGrid(8, 14, 14), licence="cc-by-nc-4.0",
+       trained_on="Kinetics-400 (self-supervised pre-training, then fine-tuning)",
+       description="VideoMAE ViT-B/16, 16x4 frames, 224 px; 81.5 % K400 top-1 (paper)", kinetics400=True)
+_entry(repo="MCG-NJU/videomae-base-finetuned-ssv2", model_type="videomae", config={"num_labels": SSV2_CLASSES},
+       frames=16, rate=None, side=224, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+       gradcam_layer="videomae.encoder.layer.11", grid=TokenGrid(8, 14, 14), licence="cc-by-nc-4.0",
+       trained_on="Something-Something v2 (self-supervised pre-training, then fine-tuning)",
+       description="VideoMAE ViT-B/16, 16 frames spread over the clip, 224 px; 70.8 % SSv2 top-1 (paper)")
+_entry(repo="facebook/timesformer-base-finetuned-k400", model_type="timesformer", config={"num_labels": 400},
+       frames=8, rate=32, side=224, crop=224, mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225),
+       gradcam_layer="timesformer.encoder.layer.11", grid=TokenGrid(8, 14, 14, prefix=1, order="hwt"),
+       licence="cc-by-nc-4.0", trained_on="Kinetics-400 (ImageNet-21k initialisation)",
+       description="TimeSformer-B divided space-time attention, 8x32 frames, 224 px; 78.0 % K400 top-1 (paper)",
        kinetics400=True)
-_entry("google/vivit-b-16x2-kinetics400", "vivit", {"num_labels": 400}, 32, 2, 256, 224,
-       (0.75, 0.75, 0.75), (0.25, 0.25, 0.25), "vivit.layers.11", TokenGrid(16, 14, 14, prefix=1),
-       "mit", "Kinetics-400 (ImageNet-21k initialisation)",
-       "ViViT-B/16x2 unfactorised, 32x2 frames, 224 px; pixels in [-3, 1] as converted", kinetics400=True)
-_entry("facebook/vjepa2-vitl-fpc16-256-ssv2", "vjepa2",
-       {"num_labels": SSV2_CLASSES, "crop_size": 256, "frames_per_clip": 16}, 16, None, 292, 256,
-       IMAGENET_MEAN, IMAGENET_STD, "vjepa2.encoder.layer.23", TokenGrid(8, 16, 16),
-       "apache-2.0 (hub card of the V-JEPA 2 collection)",
-       "Something-Something v2 (attentive probe on the frozen self-supervised V-JEPA 2 ViT-L encoder)",
-       "V-JEPA 2 ViT-L/16, 16 frames spread over the clip, 256 px; attentive-probe classifier")
+_entry(repo="google/vivit-b-16x2-kinetics400", model_type="vivit", config={"num_labels": 400}, frames=32, rate=2,
+       side=256, crop=224, mean=(0.75, 0.75, 0.75), std=(0.25, 0.25, 0.25), gradcam_layer="vivit.layers.11",
+       grid=TokenGrid(16, 14, 14, prefix=1), licence="mit",
+       trained_on="Kinetics-400 (ImageNet-21k initialisation)",
+       description="ViViT-B/16x2 unfactorised, 32x2 frames, 224 px; pixels in [-3, 1] as converted",
+       kinetics400=True)
+_entry(repo="facebook/vjepa2-vitl-fpc16-256-ssv2", model_type="vjepa2",
+       config={"num_labels": SSV2_CLASSES, "crop_size": 256, "frames_per_clip": 16}, frames=16, rate=None,
+       side=292, crop=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, gradcam_layer="vjepa2.encoder.layer.23",
+       grid=TokenGrid(8, 16, 16), licence="apache-2.0 (hub card of the V-JEPA 2 collection)",
+       trained_on="Something-Something v2 (attentive probe on the frozen self-supervised V-JEPA 2 ViT-L encoder)",
+       description="V-JEPA 2 ViT-L/16, 16 frames spread over the clip, 256 px; attentive-probe classifier")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import os
 import pickle
 import urllib.parse
@@ -26,6 +25,7 @@ import torch.nn as nn
 
 from attribution.errors import ModelError
 from model_zoo import ModelEntry, Preprocess, TokenGrid, reachable, register
+from model_zoo.classifier import kinetics400_labels
 
 if importlib.util.find_spec("pytorchvideo") is None:  # the registry then simply lists no pytorchvideo entries
     raise ModuleNotFoundError("No module named 'pytorchvideo'", name="pytorchvideo")
@@ -36,12 +36,6 @@ CHECKPOINTS = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/"
 LICENCE = "Apache-2.0 (PyTorchVideo model zoo)"
 TRAINED_ON = "Kinetics-400"
 SLOWFAST_ALPHA = 4  # the fast pathway has alpha times the frames of the slow one
-
-
-@functools.lru_cache(maxsize=1)
-def kinetics400_labels() -> tuple[str, ...]:
-    """The 400 Kinetics class names in training-index order (generated from torchvision, see tests)."""
-    return tuple(json.loads((Path(__file__).parent / "labels" / "kinetics400.json").read_text()))
 
 
 def slowfast_pack(x: torch.Tensor, alpha: int = SLOWFAST_ALPHA) -> list[torch.Tensor]:
@@ -117,7 +111,7 @@ def recipe_preprocess(side: int, crop: int) -> Preprocess:
                       crop_rounding="round")
 
 
-def _entry(name, checkpoint, frames, rate, side, crop, gradcam_layer, top1, builder=None, **extra):
+def _entry(*, name, checkpoint, frames, rate, side, crop, gradcam_layer, top1, builder=None, **extra):
     builder = builder or name
     return register(ModelEntry(
         name=name, family="pytorchvideo", build=functools.partial(_build, builder), num_frames=frames,
@@ -129,23 +123,31 @@ def _entry(name, checkpoint, frames, rate, side, crop, gradcam_layer, top1, buil
                     f"Kinetics-400 top-1 {top1} % (PyTorchVideo model zoo)", **extra))
 
 
-# name, checkpoint, frames, sampling rate, resize side, crop, Grad-CAM layer (the last conv stage), top-1.
+# One keyword row a model. gradcam_layer: the last conv stage; top1: Kinetics-400 top-1 accuracy (%).
 # Frames x sampling rate: the "frame length x sample rate" column of PyTorchVideo's MODEL_ZOO.md (Kinetics-400
 # table; the rate counts frames of a 30 fps video), which is also the checkpoint's name (SLOW_8x8 = 8 x 8).
 # Side and crop: the torch.hub model cards' test transform (X3D: side = crop = 182 for XS/S, 256 for M; the
 # ResNets: short side 256, centre crop 224; SlowFast 256 / 256). Top-1: MODEL_ZOO.md.
-_entry("x3d_xs", "X3D_XS.pyth", 4, 12, 182, 182, "blocks.4", 69.12)
-_entry("x3d_s", "X3D_S.pyth", 13, 6, 182, 182, "blocks.4", 73.33)
-_entry("x3d_m", "X3D_M.pyth", 16, 5, 256, 256, "blocks.4", 75.94)
-_entry("slow_r50", "SLOW_8x8_R50.pyth", 8, 8, 256, 224, "blocks.4", 74.58)
-_entry("c2d_r50", "C2D_8x8_R50.pyth", 8, 8, 256, 224, "blocks.5", 71.46)   # blocks.2 is a max-pool
-_entry("i3d_r50", "I3D_8x8_R50.pyth", 8, 8, 256, 224, "blocks.5", 73.27)
-_entry("r2plus1d_r50", "R2PLUS1D_16x4_R50.pyth", 16, 4, 256, 224, "blocks.4", 76.01)
-_entry("csn_r101", "CSN_32x2_R101.pyth", 32, 2, 256, 224, "blocks.4", 77.0)
+_entry(name="x3d_xs", checkpoint="X3D_XS.pyth", frames=4, rate=12, side=182, crop=182, gradcam_layer="blocks.4",
+       top1=69.12)
+_entry(name="x3d_s", checkpoint="X3D_S.pyth", frames=13, rate=6, side=182, crop=182, gradcam_layer="blocks.4",
+       top1=73.33)
+_entry(name="x3d_m", checkpoint="X3D_M.pyth", frames=16, rate=5, side=256, crop=256, gradcam_layer="blocks.4",
+       top1=75.94)
+_entry(name="slow_r50", checkpoint="SLOW_8x8_R50.pyth", frames=8, rate=8, side=256, crop=224,
+       gradcam_layer="blocks.4", top1=74.58)
+_entry(name="c2d_r50", checkpoint="C2D_8x8_R50.pyth", frames=8, rate=8, side=256, crop=224,
+       gradcam_layer="blocks.5", top1=71.46)   # blocks.2 is a max-pool
+_entry(name="i3d_r50", checkpoint="I3D_8x8_R50.pyth", frames=8, rate=8, side=256, crop=224,
+       gradcam_layer="blocks.5", top1=73.27)
+_entry(name="r2plus1d_r50", checkpoint="R2PLUS1D_16x4_R50.pyth", frames=16, rate=4, side=256, crop=224,
+       gradcam_layer="blocks.4", top1=76.01)
+_entry(name="csn_r101", checkpoint="CSN_32x2_R101.pyth", frames=32, rate=2, side=256, crop=224,
+       gradcam_layer="blocks.4", top1=77.0)
 # SlowFast 8x8: 8 slow frames at rate 8, i.e. 32 fast frames at rate 2 over the same 2.13 s (MODEL_ZOO.md, with
 # alpha = 4); the adapter takes the fast frames and packs the slow ones from them. Grad-CAM on the slow pathway's last stage (the fast one is 1/8 as wide).
-_entry("slowfast_r50", "SLOWFAST_8x8_R50.pyth", 32, 2, 256, 256, "blocks.4.multipathway_blocks.0", 76.4,
-       pack=slowfast_pack)
+_entry(name="slowfast_r50", checkpoint="SLOWFAST_8x8_R50.pyth", frames=32, rate=2, side=256, crop=256,
+       gradcam_layer="blocks.4.multipathway_blocks.0", top1=76.4, pack=slowfast_pack)
 # MViT-B: 16x224 only (fixed position embeddings); its last block returns (tokens, thw): CLS + 8x7x7 tokens.
-_entry("mvit_base_16x4", "MVIT_B_16x4.pyth", 16, 4, 256, 224, "blocks.15", 78.9,
-       token_grid=TokenGrid(8, 7, 7, prefix=1, order="thw"))
+_entry(name="mvit_base_16x4", checkpoint="MVIT_B_16x4.pyth", frames=16, rate=4, side=256, crop=224,
+       gradcam_layer="blocks.15", top1=78.9, token_grid=TokenGrid(8, 7, 7, prefix=1, order="thw"))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from attribution.common import freeze
 from attribution.errors import ModelError
 from model_zoo.classifier import TokenGrid, VideoClassifier
 
@@ -38,10 +39,7 @@ def load(path_or_id, sidecar: dict | str | Path | None = None) -> VideoClassifie
 
     Raises ModelError with what to fix.
     """
-    model = _load(path_or_id, sidecar).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return freeze(_load(path_or_id, sidecar))
 
 
 def _load(path_or_id, sidecar) -> VideoClassifier:

@@ -35,9 +35,14 @@ def app(tmp_path_factory):
                            "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VAE_CURVE_STEPS": str(CURVE_STEPS)}.items():
             mp.setenv(key, value)
         import app as app_module
+        from attribution import pipeline
         from model_zoo import toy
+        from ui import callbacks, config, costs, files, inputs, text
+        # the app's modules, read after the environment above is set (ui.config reads it at import)
+        globals().update(pipeline=pipeline, callbacks=callbacks, config=config, costs=costs, files=files,
+                         inputs=inputs, ui_text=text)
         if not toy.WEIGHTS.exists():
-            pytest.fail(f"{toy.WEIGHTS} is missing: train it with `python -m model_zoo.toy train`")
+            pytest.fail(f"{toy.WEIGHTS} is missing: train it with `python -m model_zoo.toy_train train`")
         yield app_module
 
 
@@ -102,7 +107,7 @@ def _bad(bad_inputs, name, clip):
 
 def _check_outputs(label, overlay, temporal, curves, archive, method="step"):
     """Every output of explain is there and usable."""
-    from attribution.video import probe_video
+    from media import probe_video
     from PIL import Image
     assert isinstance(label, dict) and len(label) == 4  # the toy model has 4 classes: the top-5 is all of them
     assert abs(sum(label.values()) - 1) < 1e-3
@@ -193,7 +198,7 @@ def test_unexpected_errors_are_logged_not_shown(app, clip, monkeypatch, caplog):
 
     def boom(*a, **k):
         raise RuntimeError("secret internal detail")
-    monkeypatch.setattr(app, "explain", boom)
+    monkeypatch.setattr(pipeline, "explain", boom)
     with pytest.raises(gr.Error) as err:
         app.explain_clip(clip, "toy")
     assert "went wrong on our side" in err.value.message and "secret" not in err.value.message
@@ -201,13 +206,13 @@ def test_unexpected_errors_are_logged_not_shown(app, clip, monkeypatch, caplog):
 
 
 def test_request_folders_are_private_and_swept(app):
-    a, b = app._request_dir(), app._request_dir()
-    assert a != b and a.parent == b.parent == app.TMP_ROOT
+    a, b = files.request_dir(), files.request_dir()
+    assert a != b and a.parent == b.parent == config.TMP_ROOT
     old = time.time() - 2 * app.KEEP_SECONDS
     os.utime(a, (old, old))
-    app._request_dir()
+    files.request_dir()
     assert not a.exists() and b.exists()
-    app._cleanup(only_pid=os.getpid())
+    files.cleanup(only_pid=os.getpid())
     assert not b.exists()
 
 
@@ -219,9 +224,9 @@ def test_api_signature_and_hosting_settings(app):
     assert {"/explain", "/predict", "/compare"} <= set(info)
     assert app.demo._queue.max_size == app.MAX_QUEUE
     assert app.launch_kwargs()["max_file_size"] == f"{app.MAX_UPLOAD_MB}mb"
-    choices = dict((v, k) for k, v in app.model_choices())
+    choices = dict((v, k) for k, v in inputs.model_choices())
     assert "offline" in choices["toy"] and "download" in choices["x3d_xs"]
-    assert {"step", "3d-ep", "2d-ep", "grad-cam", "random"} <= {v for _, v in app.method_choices()}
+    assert {"step", "3d-ep", "2d-ep", "grad-cam", "random"} <= {v for _, v in inputs.method_choices()}
 
 
 def test_no_gradio_in_the_library():
@@ -255,7 +260,7 @@ def test_example_runs_on_first_click_then_comes_from_the_cache(app, client, monk
     def quick(video, model):  # the example's default settings, cut short
         calls.append(model)
         return full(video, model, iterations=FEW)
-    monkeypatch.setattr(app, "explain_clip", quick)
+    monkeypatch.setattr(callbacks, "explain_clip", quick)
     first = client.predict(0, api_name="/load_example")
     again = client.predict(0, api_name="/load_example")
     assert calls == ["toy"]
@@ -266,7 +271,7 @@ def test_example_runs_on_first_click_then_comes_from_the_cache(app, client, monk
 
 
 def _example_clip(app, clip):
-    rows, _ = app._examples()
+    rows, _ = app.examples()
     toy = [r[0] for r in rows if Path(r[0]).name.startswith("toy_")]
     return toy[0] if toy else clip
 
@@ -304,7 +309,7 @@ def test_client_cancel_stops_a_long_job_and_the_next_one_runs(app, client, clip)
     """``Job.cancel()`` (what the Stop button does) ends a running explanation at its next iteration: the model
     lock is free again, the next request runs, and the stopped one left no request folder behind."""
     from gradio_client import handle_file
-    before = set(app.TMP_ROOT.iterdir()) if app.TMP_ROOT.exists() else set()
+    before = set(config.TMP_ROOT.iterdir()) if config.TMP_ROOT.exists() else set()
     job = client.submit(video=handle_file(clip), model="toy", target="", method="step", preset="fast",
                         iterations=10 ** 6, curves=False, api_name="/explain")
     for _ in range(1200):            # until the optimisation is running (a hang guard, not a time limit)
@@ -317,7 +322,7 @@ def test_client_cancel_stops_a_long_job_and_the_next_one_runs(app, client, clip)
                               curves=False, api_name="/explain").result(timeout=300)   # hours if not stopped
     assert len(label["confidences"]) == 4
     assert not app.MODEL_LOCK.locked()
-    created = (set(app.TMP_ROOT.iterdir()) if app.TMP_ROOT.exists() else set()) - before
+    created = (set(config.TMP_ROOT.iterdir()) if config.TMP_ROOT.exists() else set()) - before
     assert len(created) == 1          # the short request's folder only
 
 
@@ -333,7 +338,7 @@ def test_quick_curves_by_default_the_papers_on_request(app, clip):
 def test_a_request_above_the_limit_is_refused_before_it_runs(app, clip, monkeypatch):
     import gradio as gr
     ran = []
-    monkeypatch.setattr(app, "explain", lambda *a, **k: ran.append(1))
+    monkeypatch.setattr(pipeline, "explain", lambda *a, **k: ran.append(1))
     monkeypatch.setenv("VAE_MAX_REQUEST_SECONDS", "0.001")
     with pytest.raises(gr.Error) as err:
         app.explain_clip(clip, "toy", "", "step", "paper", 0, 0, "", 0, 0, "blur", 0, True)
@@ -347,11 +352,11 @@ def test_the_estimate_follows_the_settings(app):
     from model_zoo import load_model
     model = load_model("toy")
     cost.pass_costs(model)                               # timed once (what the first request does)
-    assert "Expected time:" in app.cost_markdown("toy", "step", "fast")
-    fast = app._estimate(model, "step", "fast", {}, True, measure=False).seconds
-    paper = app._estimate(model, "step", "paper", {}, True, measure=False).seconds
-    fewer = app._estimate(model, "step", "paper", {"iterations": 100}, True, measure=False).seconds
-    both = app._estimate(model, ["step", "gradient"], "fast", {}, True, measure=False).seconds
+    assert "Expected time:" in costs.cost_markdown("toy", "step", "fast")
+    fast = costs.estimate(model, "step", "fast", {}, True, measure=False).seconds
+    paper = costs.estimate(model, "step", "paper", {}, True, measure=False).seconds
+    fewer = costs.estimate(model, "step", "paper", {"iterations": 100}, True, measure=False).seconds
+    both = costs.estimate(model, ["step", "gradient"], "fast", {}, True, measure=False).seconds
     assert fast < paper and fewer < paper and both > fast
 
 
@@ -416,16 +421,16 @@ def _curves(deletion, random_deletion, insertion, random_insertion):
     ((0.495, 0.50, 0.505, 0.50), "does no better than random"),    # within the margin on both
 ])
 def test_the_verdict_reads_each_curve_the_right_way_round(app, aucs, verdict):
-    text = app.summary_markdown(_explanation(_curves(*aucs)))
+    text = ui_text.summary_markdown(_explanation(_curves(*aucs)))
     assert f"this map {verdict}" in text
     assert f"deletion AUC **{aucs[0]:.3f}**" in text and f"insertion AUC **{aucs[2]:.3f}**" in text
 
 
 def test_the_summary_says_whether_the_peak_is_in_the_known_window(app):
-    assert "the peak is inside that window" in app.summary_markdown(_explanation(event=(3, 9), peak=8))
-    assert "the peak is outside that window" in app.summary_markdown(_explanation(event=(3, 9), peak=9))
-    assert "frames 4 to 9" in app.summary_markdown(_explanation(event=(3, 9)))
-    assert "Known evidence" not in app.summary_markdown(_explanation())
+    assert "the peak is inside that window" in ui_text.summary_markdown(_explanation(event=(3, 9), peak=8))
+    assert "the peak is outside that window" in ui_text.summary_markdown(_explanation(event=(3, 9), peak=9))
+    assert "frames 4 to 9" in ui_text.summary_markdown(_explanation(event=(3, 9)))
+    assert "Known evidence" not in ui_text.summary_markdown(_explanation())
 
 
 # ------------------------------------------------------------------------------------------ concurrency
@@ -435,8 +440,11 @@ MODEL_EVENTS = {"predict", "explain", "compare", "load_example"}   # the api nam
 def test_every_model_running_event_shares_one_concurrency_group(app):
     runners = [fn for fn in app.demo.fns.values() if fn.api_name in MODEL_EVENTS]
     assert sorted(fn.api_name for fn in runners) == sorted(MODEL_EVENTS)
-    assert len({fn.concurrency_id for fn in runners}) == 1
-    assert {fn.concurrency_limit for fn in runners} == {app.CONCURRENCY}
+    # a cached example's event is Gradio's own; it waits for the model lock inside the model work instead
+    buttons = [fn for fn in runners if fn.api_name != "load_example"]
+    assert len({fn.concurrency_id for fn in buttons}) == 1
+    assert {fn.concurrency_limit for fn in buttons} == {app.CONCURRENCY}
+    assert app.demo._queue.default_concurrency_limit == app.CONCURRENCY   # what the example's group gets
     assert app.demo._queue.max_size == app.MAX_QUEUE
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from attribution import InputError, explain, load_video, write_video
-from attribution.video import probe_video
+from media import probe_video
 from model_zoo import load_model, toy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_step_finds_the_evidence_on_toy_clips(model):
     its mass into the event window than the window's share of the frames, on each clip. The same thresholds
     fail a random map and frame difference on the same clips (pointing about 0.05, tube about 2x, window
     excess under 0.1), so they measure the optimisation, not the clip."""
-    from attribution.baselines import frame_difference, random
+    from attribution.methods.baselines import frame_difference, random
     from attribution.metrics import box_map, mass_in_tube, pointing_game
 
     def scores(saliency, c):
@@ -113,8 +113,8 @@ def test_step_finds_the_evidence_on_toy_clips(model):
         e = explain(model, c.frames, target=c.label, preset="fast", seed=0)
         clip = model.prepare(c.frames)
         rows["step"].append(scores(e.saliency, c))
-        rows["random"].append(scores(random(model, clip, c.label, seed=0)[0], c))
-        rows["frame-difference"].append(scores(frame_difference(model, clip, c.label)[0], c))
+        rows["random"].append(scores(random(model, clip, c.label, seed=0).saliency, c))
+        rows["frame-difference"].append(scores(frame_difference(model, clip, c.label).saliency, c))
     assert passes(rows["step"]), rows
     assert not passes(rows["random"]) and not passes(rows["frame-difference"]), rows
 

@@ -89,11 +89,11 @@ def test_cli_and_app_offer_the_override():
     from attribution.cli import build_parser
     a = build_parser().parse_args(["explain", "x.mp4", "--out", "o", "--precision", "fp32"])
     assert a.precision == "fp32"
-    import app
-    assert app._overrides("step", "", 0, 0, "", "fp32")["precision"] == "fp32"
-    assert "precision" not in app._overrides("gradient", "", 0, 0, "", "fp32")
+    from ui import inputs
+    assert inputs.overrides("step", "", 0, 0, "", "fp32")["precision"] == "fp32"
+    assert "precision" not in inputs.overrides("gradient", "", 0, 0, "", "fp32")
     with pytest.raises(InputError):
-        app._overrides("step", "", 0, 0, "", "fp99")
+        inputs.overrides("step", "", 0, 0, "", "fp99")
 
 
 # ----------------------------------------------------------------------------------------- hardware report

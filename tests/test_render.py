@@ -8,6 +8,7 @@ from PIL import Image
 
 from attribution import render as R
 from attribution.errors import InputError
+from media import figure_to_array, probe_video
 
 
 def _frames(T=3, H=64, W=64, lo=0, hi=256, seed=0):
@@ -130,7 +131,7 @@ def test_write_overlay_makes_a_browser_playable_mp4(tmp_path):
     frames = _frames(T=T)
     sal = np.random.default_rng(3).random((T, 64, 64))
     path = R.write_overlay(tmp_path / "sub" / "overlay.mp4", frames, sal, fps=4)
-    info = video.probe_video(path)
+    info = probe_video(path)
     expect = R.overlay_frames(frames, sal).shape
     assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
     assert info["frames"] == T
@@ -163,7 +164,7 @@ def test_temporal_figure_shades_the_event_and_shows_areas_and_thumbnails():
     per_area = np.random.default_rng(0).random((3, T))
     fig = R.temporal_figure(temporal, per_area=per_area, area_labels=["5%", "10%", "50%"], event=(4, 9),
                             frames=_frames(T=T, H=32, W=32), times=np.arange(T) / 8, title="toy")
-    img = R.figure_to_array(fig)
+    img = figure_to_array(fig)
     assert img.dtype == np.uint8 and img.shape[1] == 900 and img.shape[0] > 300
     assert img.std() > 10
     spans = [p for ax in fig.axes for p in ax.patches if p.get_gid() == "evidence-window"]
@@ -181,7 +182,7 @@ def test_temporal_figure_shades_the_event_and_shows_areas_and_thumbnails():
 def test_temporal_figure_subsamples_thumbnails_and_works_bare():
     fig = R.temporal_figure(np.random.default_rng(0).random(64), frames=_frames(T=64, H=16, W=16))
     assert 0 < sum(len(ax.images) for ax in fig.axes) <= R.MAX_THUMBNAILS
-    assert R.figure_to_array(R.temporal_figure(np.zeros(5))).std() > 0
+    assert figure_to_array(R.temporal_figure(np.zeros(5))).std() > 0
     with pytest.raises(InputError):
         R.temporal_figure(np.ones(8), event=(5, 12))
 
@@ -194,7 +195,7 @@ def test_curves_figure_with_and_without_random_baselines():
                            random_insertion=fr * 0.5, auc_random_deletion=0.75, auc_random_insertion=0.25,
                            title="toy")
     for fig, lines in ((bare, 1), (full, 2)):
-        assert R.figure_to_array(fig).std() > 10
+        assert figure_to_array(fig).std() > 10
         axes = [ax for ax in fig.axes if ax.lines]
         assert len(axes) == 2 and all(len(ax.lines) == lines for ax in axes)
         assert all(ax.get_ylim() == pytest.approx((0, 1.02)) for ax in axes)

@@ -113,7 +113,8 @@ def test_cli(clip, model_path, tmp_path, capsys):
 def test_app_callback(clip, model_path, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     import app
-    monkeypatch.setattr(app, "TMP_ROOT", tmp_path / "requests")
+    from ui import config
+    monkeypatch.setattr(config, "TMP_ROOT", tmp_path / "requests")
     for (start, end), expected in (((0, 0), WINDOW), (TRIM, TRIMMED)):
         *_, archive, summary = app.explain_clip(clip, model_path, method="random", start=start, end=end,
                                                 curves=False)

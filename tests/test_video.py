@@ -13,7 +13,8 @@ import pytest
 
 from attribution import video as video_module
 from attribution.errors import InputError, VideoError
-from attribution.video import apply_display_matrix, load_video, probe_video, write_video
+from attribution.video import apply_display_matrix, load_video, write_video
+from media import probe_video
 
 
 def _level(i):

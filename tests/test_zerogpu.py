@@ -26,22 +26,29 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
 
 @pytest.fixture(scope="module")
 def zapp(tmp_path_factory):
-    """app.py imported as a ZeroGPU Space would run it (SPACES_ZERO_GPU set, ``spaces`` importable)."""
+    """app.py imported as a ZeroGPU Space would run it (SPACES_ZERO_GPU set, ``spaces`` importable): the modules
+    that read ``ON_ZEROGPU`` or decorate with ``ui.runtime.gpu`` at import are imported again."""
+    import ui.callbacks
+    import ui.costs
     import ui.runtime
+    reloaded = (ui.runtime, ui.costs, ui.callbacks)
     mp = pytest.MonkeyPatch()
     tmp = tmp_path_factory.mktemp("zerogpu")
     mp.setenv("SPACES_ZERO_GPU", "true")
     mp.setenv("GRADIO_EXAMPLES_CACHE", str(tmp / "examples_cache"))
     mp.setitem(sys.modules, "spaces", zerogpu_double.module())
-    importlib.reload(ui.runtime)
+    for m in reloaded:
+        importlib.reload(m)
     spec = importlib.util.spec_from_file_location("app_on_zerogpu", ROOT / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.TMP_ROOT = tmp / "requests"
+    mp.setattr(ui.config, "TMP_ROOT", tmp / "requests")
+    module.GPU_CAP = ui.config.GPU_CAP
     assert module.ON_ZEROGPU
     yield module
     mp.undo()
-    importlib.reload(ui.runtime)
+    for m in reloaded:
+        importlib.reload(m)
 
 
 @pytest.mark.parametrize("name", ["empty", "corrupt", "audio only", "image renamed to mp4", "huge resolution",
@@ -62,7 +69,7 @@ def test_an_error_inside_the_window_keeps_its_sentence(zapp, clip):  # noqa: F81
     before = len(zerogpu_double.CALLS)
     with pytest.raises(gr.Error, match="Unknown target label 'playing the banjo'"):
         zapp.explain_clip(clip, "toy", "playing the banjo", "step", "fast", 0, 0, "", FEW, 0, "blur", 0, False)
-    assert zerogpu_double.CALLS[before:] and zerogpu_double.CALLS[-1]["function"] == "_explain_on_gpu"
+    assert zerogpu_double.CALLS[before:] and zerogpu_double.CALLS[-1]["function"] == "model_work"
 
 
 def test_a_good_clip_gives_every_output_through_the_window(zapp, clip):  # noqa: F811
@@ -75,7 +82,7 @@ def test_a_good_clip_gives_every_output_through_the_window(zapp, clip):  # noqa:
     assert summary["settings"]["compile"] is False          # ZeroGPU does not support torch.compile
     assert abs(sum(label.values()) - 1) < 1e-3 and "The model sees" in text
     (call,) = zerogpu_double.CALLS[before:]
-    assert call["function"] == "_explain_on_gpu" and call["duration"] <= 60   # the default request's window
+    assert call["function"] == "model_work" and call["duration"] <= 60   # the default request's window
 
 
 def test_compare_and_predict_through_the_window(zapp, clip):  # noqa: F811

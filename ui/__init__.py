@@ -1,1 +1,4 @@
-"""The application layer of the browser demo: what ``app.py`` wires to its widgets (no model code here)."""
+"""The app's user interface: settings, callbacks, words, and how model work runs (see app.py)."""
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported anywhere

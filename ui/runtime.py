@@ -54,19 +54,6 @@ def gpu(duration: int | Callable = 60):
     return wrap
 
 
-def cancel_aware(progress: Callable | None, cancel) -> Callable | None:
-    """A progress callback that raises the engine's ``Cancelled`` once ``cancel`` is set (for the loops that
-    take only a progress callback, such as the deletion / insertion curves)."""
-    from attribution.step import Cancelled
-
-    def update(*args, **kwargs):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("The explanation was stopped.")
-        if progress is not None:
-            progress(*args, **kwargs)
-    return update
-
-
 async def stoppable(fn: Callable, *args, **kwargs):
     """Run ``fn(*args, cancel=event, **kwargs)`` in a worker thread; when the awaiting Gradio event is cancelled,
     set ``event`` (the engine checks it every iteration) and let the cancellation through at once."""

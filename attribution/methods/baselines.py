@@ -1,21 +1,20 @@
 """Comparison methods the paper measures STEP against, through Captum, plus two floors.
 
-Every method answers one call and returns one shape (Captum's interface, without its hierarchy)::
+Every method is registered (:mod:`attribution.methods.registry`) with the one signature all methods share::
 
-    saliency, extras = fn(model, clip, target, *, seed=0, progress=None, cancel=None, **options)
+    result = fn(model, clip, target, *, seed=0, progress=None, cancel=None, preset=None, **options)
 
-* model: maps clips (B,3,T,H,W) in [0,1] to logits (B,K) (a :class:`model_zoo.VideoClassifier`).
-* clip: (1,3,T,H,W) in [0,1]; target: class index.
-* saliency: float tensor (T,H,W) in [0,1] on the CPU; extras: {"settings": the options used,
-  "evaluations": clip forward(+backward) passes spent}.
+and returns a :class:`~attribution.methods.registry.MethodResult`: the saliency (T,H,W) in [0,1] on the CPU,
+the options used and the clip forward(+backward) passes spent. ``preset`` belongs to the perturbation methods
+and is ignored here.
 
 Gradients are taken of the target's softmax probability, as the authors did (their models end in a
 softmax; ``output="logit"`` switches to the logit). Gradient maps are post-processed as in the authors'
 scripts: absolute value, mean over the colour channels, then scaled
 with the minimum and the 99.9th percentile and clipped to [0, 1] (:func:`scale_percentile`).
 
-Importing this module registers every method in :data:`attribution.explain.EXTRA_METHODS`, so
-``explain(model, clip, method="grad-cam")`` works. The model's parameters never receive gradients.
+Importing this module registers every method, so ``explain(model, clip, method="grad-cam")`` works. The model's
+parameters never receive gradients.
 """
 from __future__ import annotations
 
@@ -30,8 +29,9 @@ from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, No
                          Saliency)
 
 from attribution import step as step_mod
+from attribution.common import batch_for_bytes, check_cancel, check_clip, frozen, guess_token_grid
 from attribution.errors import InputError
-from attribution.explain import EXTRA_METHODS, frozen
+from attribution.methods.registry import MethodResult, register
 from attribution.metrics import substrate_clip
 
 PERCENTILE = 99.9       # upper end of the gradient maps' scale (§3.1)
@@ -78,27 +78,9 @@ def _forward(model, output: str) -> Callable:
     raise InputError(f"output must be 'probability' or 'logit', not {output!r}")
 
 
-def _check(model, clip, target) -> tuple[torch.Tensor, int]:
-    if not isinstance(clip, torch.Tensor) or clip.dim() != 5 or clip.shape[:2] != (1, 3):
-        raise InputError(f"clip must be a tensor (1,3,T,H,W) in [0,1]; got {getattr(clip, 'shape', type(clip))}.")
-    device = getattr(model, "device", None) or clip.device
-    return clip.detach().float().to(device), int(target)
-
-
-def _cancelled(cancel) -> None:
-    if step_mod._should_cancel(cancel):
-        raise step_mod.Cancelled("The explanation was cancelled.")
-
-
 def _report(progress, done: int, total: int, stage: str) -> None:
     if progress is not None:
         progress(done, total, {"stage": stage})
-
-
-def _grad_batch(clip: torch.Tensor, requested: int | None, samples: int) -> int:
-    if requested:
-        return max(1, int(requested))
-    return max(1, min(samples, int(GRAD_BATCH_BYTES // (clip[0].numel() * 4))))
 
 
 @contextlib.contextmanager
@@ -110,24 +92,31 @@ def _seeded(seed: int, device: torch.device):
         yield
 
 
-def _method(fn: Callable) -> Callable:
-    """Common frame of every method: frozen model (eval, no parameter grads), cancel checks, progress."""
-    def run(model, clip, target, *, seed: int = 0, progress: Callable | None = None, cancel=None, **opts):
-        clip, target = _check(model, clip, target)
-        _cancelled(cancel)
-        _report(progress, 0, 1, fn.__name__)
-        with frozen(model), _seeded(seed, clip.device):
-            sal, extras = fn(model, clip, target, seed=seed, cancel=cancel, **opts)
-        _cancelled(cancel)
-        _report(progress, 1, 1, fn.__name__)
-        return sal, extras
-    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
-    run.__wrapped__ = fn
-    return run
+def _method(name: str, display: str, short: str, kind: str, model_free: bool = False) -> Callable:
+    """Register ``fn(model, clip, target, *, seed, cancel, **options) -> (saliency, {"settings", "evaluations"})``
+    in the common frame of every comparison method: checked clip, frozen model (eval, no parameter grads),
+    seeded generators, cancel checks, progress."""
+    def wrap(fn: Callable) -> Callable:
+        def run(model, clip, target, *, seed: int = 0, progress: Callable | None = None, cancel=None,
+                preset=None, **opts) -> MethodResult:
+            clip = check_clip(clip, getattr(model, "device", None) or clip.device)
+            target = int(target)
+            check_cancel(cancel)
+            _report(progress, 0, 1, fn.__name__)
+            with frozen(model), _seeded(seed, clip.device):
+                sal, extras = fn(model, clip, target, seed=seed, cancel=cancel, **opts)
+            check_cancel(cancel)
+            _report(progress, 1, 1, fn.__name__)
+            return MethodResult(saliency=sal, settings=extras.get("settings", {}),
+                                evaluations=extras.get("evaluations"))
+        run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+        run.__wrapped__ = fn
+        return register(name, display=display, short=short, kind=kind, model_free=model_free)(run)
+    return wrap
 
 
 # ------------------------------------------------------------------------------------------- gradients
-@_method
+@_method("gradient", "Gradient (vanilla saliency)", "Gradient", "gradient")
 def gradient(model, clip, target, *, seed=0, cancel=None, output: str = "probability"):
     """Plain gradient (Simonyan, Vedaldi, Zisserman 2014; the authors' ``g``): |∂p_c/∂x|, via Captum Saliency.
 
@@ -137,7 +126,7 @@ def gradient(model, clip, target, *, seed=0, cancel=None, output: str = "probabi
     return scale_percentile(attr[0]), {"settings": {"output": output}, "evaluations": 1}
 
 
-@_method
+@_method("integrated-gradients", "Integrated Gradients", "Integrated Gradients", "gradient")
 def integrated_gradients(model, clip, target, *, seed=0, cancel=None, steps: int = IG_STEPS,
                          output: str = "probability", internal_batch_size: int | None = None,
                          integration: str = "gausslegendre"):
@@ -148,7 +137,7 @@ def integrated_gradients(model, clip, target, *, seed=0, cancel=None, steps: int
     evaluated ``internal_batch_size`` clips at a time (default: as many as fit in 32 MiB of input).
     """
     ig = IntegratedGradients(_forward(model, output))
-    batch = _grad_batch(clip, internal_batch_size, steps)
+    batch = batch_for_bytes(clip, internal_batch_size, GRAD_BATCH_BYTES, cap=steps)
     attr = ig.attribute(clip.clone().requires_grad_(), baselines=torch.zeros_like(clip), target=target,
                         n_steps=int(steps), method=integration, internal_batch_size=batch)
     return scale_percentile(attr[0]), {
@@ -156,7 +145,7 @@ def integrated_gradients(model, clip, target, *, seed=0, cancel=None, steps: int
                      "internal_batch_size": batch}, "evaluations": int(steps)}
 
 
-@_method
+@_method("smoothgrad", "SmoothGrad", "SmoothGrad", "gradient")
 def smoothgrad(model, clip, target, *, seed=0, cancel=None, samples: int = SG_SAMPLES, noise: float = SG_NOISE,
                variant: str = "smoothgrad_sq", output: str = "probability", batch_size: int | None = None):
     """SmoothGrad² (Smilkov et al. 2017; the authors' ``sg2``), via Captum NoiseTunnel over Saliency.
@@ -168,7 +157,7 @@ def smoothgrad(model, clip, target, *, seed=0, cancel=None, samples: int = SG_SA
     if variant not in ("smoothgrad", "smoothgrad_sq"):
         raise InputError(f"variant must be 'smoothgrad' or 'smoothgrad_sq', not {variant!r}")
     std = float(noise) * float(clip.max() - clip.min())
-    batch = _grad_batch(clip, batch_size, samples)
+    batch = batch_for_bytes(clip, batch_size, GRAD_BATCH_BYTES, cap=samples)
     attr = NoiseTunnel(Saliency(_forward(model, output))).attribute(
         clip.clone().requires_grad_(), nt_type=variant, nt_samples=int(samples), nt_samples_batch_size=batch,
         stdevs=std, target=target, abs=False)
@@ -179,33 +168,16 @@ def smoothgrad(model, clip, target, *, seed=0, cancel=None, samples: int = SG_SA
 
 # -------------------------------------------------------------------------------------------- Grad-CAM
 def infer_token_grid(model, n_tokens: int):
-    """(T', H', W') grid of a transformer layer's ``n_tokens`` tokens, when the model doesn't declare one.
-
-    From the config of Hugging Face style modules: T' = frames / tubelet, H' = W' = crop / patch; the
-    remaining 0 or 1 leading tokens are CLS. Raises InputError when the tokens don't fit such a grid.
-    """
-    from model_zoo.classifier import TokenGrid
+    """(T', H', W') grid of a transformer layer's ``n_tokens`` tokens, for a model that declares no
+    ``token_grid`` (the model zoo gives every transformer it knows one): :func:`attribution.common.guess_token_grid`
+    from the module's config, frames and crop. Raises InputError when none fits."""
     config = getattr(getattr(model, "module", model), "config", None)
-    frames, crop = int(model.num_frames), int(model.crop_size)
-
-    def first(v):
-        return int(v[0] if isinstance(v, (tuple, list)) else v)
-    patch = getattr(config, "patch_size", None)
-    tubelet = getattr(config, "tubelet_size", None)
-    candidates = []
-    if patch:
-        g = crop // first(patch)
-        t = frames // first(tubelet) if tubelet else frames
-        candidates.append((t, g, g))
-    for t in sorted({frames, frames // 2, 1}):       # guesses when the config says nothing
-        g = math.isqrt(max(0, n_tokens // max(t, 1)))
-        candidates.append((t, g, g))
-    for t, h, w in candidates:
-        prefix = n_tokens - t * h * w
-        if t > 0 and h > 0 and prefix in (0, 1):
-            return TokenGrid(t, h, w, prefix=prefix)
-    raise InputError(f"Grad-CAM: cannot tell how the {n_tokens} tokens of layer {model.gradcam_layer!r} lie in "
-                     "space-time; give the model a token_grid (model_zoo.TokenGrid) or pick a convolutional layer.")
+    grid = guess_token_grid(n_tokens, int(model.num_frames), int(model.crop_size), config)
+    if grid is None:
+        raise InputError(f"Grad-CAM: cannot tell how the {n_tokens} tokens of layer {model.gradcam_layer!r} lie in "
+                         "space-time; give the model a token_grid (model_zoo.TokenGrid) or pick a convolutional "
+                         "layer.")
+    return grid
 
 
 class _TokenProbe(nn.Module):
@@ -238,7 +210,7 @@ def _tokens_to_grid_hook(probe: nn.Module, model):
     return hook, cache
 
 
-@_method
+@_method("grad-cam", "Grad-CAM", "Grad-CAM", "gradient")
 def gradcam(model, clip, target, *, seed=0, cancel=None, layer: str | None = None, output: str = "probability"):
     """Grad-CAM (Selvaraju et al. 2017; the authors' ``grad_cam``) on the model's ``gradcam_layer``, via Captum.
 
@@ -289,7 +261,7 @@ def gradcam(model, clip, target, *, seed=0, cancel=None, layer: str | None = Non
 
 
 # ------------------------------------------------------------------------------------------- occlusion
-@_method
+@_method("occlusion", "Occlusion (sliding 3-D box)", "Occlusion", "occlusion")
 def occlusion(model, clip, target, *, seed=0, cancel=None, window: tuple | None = None,
               strides: tuple | None = None, substrate: str = "blur", output: str = "probability",
               batch_size: int | None = None):
@@ -326,7 +298,7 @@ def occlusion(model, clip, target, *, seed=0, cancel=None, window: tuple | None 
 
 
 # ---------------------------------------------------------------------------------------------- floors
-@_method
+@_method("random", "Random map (a baseline to beat)", "Random", "reference", model_free=True)
 def random(model, clip, target, *, seed=0, cancel=None):
     """The random map: i.i.d. uniform values in [0, 1], seeded. Every faithful method must beat it."""
     _, _, T, H, W = clip.shape
@@ -334,7 +306,8 @@ def random(model, clip, target, *, seed=0, cancel=None):
     return torch.rand(T, H, W, generator=gen), {"settings": {"distribution": "uniform"}, "evaluations": 0}
 
 
-@_method
+@_method("frame-difference", "Frame difference (motion only, a baseline)", "Frame difference", "reference",
+         model_free=True)
 def frame_difference(model, clip, target, *, seed=0, cancel=None, sigma: float | None = None):
     """A low-level floor: where the clip changes. No model involved; a real method must beat it.
 
@@ -359,13 +332,3 @@ def frame_difference(model, clip, target, *, seed=0, cancel=None, sigma: float |
     return scale_max(e), {"settings": {"sigma": round(s, 4)}, "evaluations": 0}
 
 
-METHODS = {
-    "gradient": gradient,
-    "integrated-gradients": integrated_gradients,
-    "smoothgrad": smoothgrad,
-    "grad-cam": gradcam,
-    "occlusion": occlusion,
-    "random": random,
-    "frame-difference": frame_difference,
-}
-EXTRA_METHODS.update(METHODS)

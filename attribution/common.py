@@ -1,0 +1,177 @@
+"""Helpers every part of the engine shares, written once (as TorchRay keeps them in ``common``).
+
+A leaf module: it imports only torch, numpy and :mod:`attribution.errors`, so the model zoo may use it (the
+:class:`TokenGrid` a model declares, :func:`freeze`) without importing the attribution engine.
+
+* :func:`freeze` / :func:`frozen`: eval mode and no parameter gradients, for good or for the duration.
+* :func:`should_cancel` / :func:`check_cancel`: the ``cancel`` argument every long loop takes (a
+  ``threading.Event`` or a callable).
+* :func:`batch_for_bytes` and :func:`halve_on_oom`: how many perturbed clips one model call takes, and what
+  happens when the accelerator runs out of memory.
+* :func:`check_clip` and :func:`saliency_array`: the two shapes that travel between modules, checked in one
+  place.
+* :class:`TokenGrid`: where a transformer layer's tokens lie in space-time (Grad-CAM on transformers).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attribution.errors import Cancelled, InputError
+
+__all__ = ["freeze", "frozen", "should_cancel", "check_cancel", "batch_for_bytes", "halve_on_oom", "check_clip",
+           "saliency_array", "TokenGrid", "guess_token_grid"]
+
+
+# ------------------------------------------------------------------------------------------------ freezing
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode and no parameter gradients, for good (what a loaded model is: the engine never trains it)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module):
+    """Eval mode and no parameter gradients for the duration; the caller's flags are restored after."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    training = model.training
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+        model.train(training)
+
+
+# ------------------------------------------------------------------------------------------- cancellation
+def should_cancel(cancel) -> bool:
+    """Whether ``cancel`` (None, a ``threading.Event`` or a callable returning a bool) asks to stop."""
+    if cancel is None:
+        return False
+    return bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
+
+
+def check_cancel(cancel, message: str = "The explanation was cancelled.") -> None:
+    """Raise :class:`attribution.errors.Cancelled` when ``cancel`` is set."""
+    if should_cancel(cancel):
+        raise Cancelled(message)
+
+
+def cancel_aware(progress: Callable | None, cancel) -> Callable | None:
+    """A progress callback that raises :class:`Cancelled` once ``cancel`` is set: for the loops that take only a
+    progress callback (the deletion / insertion curves)."""
+    if cancel is None:
+        return progress
+
+    def update(*args, **kwargs):
+        check_cancel(cancel, "The explanation was stopped.")
+        if progress is not None:
+            progress(*args, **kwargs)
+    return update
+
+
+# ---------------------------------------------------------------------------------------- batches, memory
+def batch_for_bytes(clip, requested: int | None, budget: int, cap: int = 256) -> int:
+    """Clips per model call: ``requested`` when given, else as many fp32 copies of ``clip`` (a (1,3,T,H,W) tensor,
+    or its size in bytes) as fit in ``budget`` bytes (activations scale with the input), from 1 to ``cap``."""
+    if requested:
+        return max(1, int(requested))
+    size = clip[0].numel() * 4 if isinstance(clip, torch.Tensor) else int(clip)
+    return max(1, min(int(cap), int(budget // size)))
+
+
+def halve_on_oom(batch: int, device) -> int:
+    """The batch to retry with after ``torch.OutOfMemoryError`` (accelerator memory): half of it, the cache
+    emptied. Re-raises the error when the batch is 1 already (call it inside the ``except`` block)."""
+    if batch <= 1:
+        raise  # noqa: PLE0704 - re-raises the OutOfMemoryError being handled
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+    return max(1, batch // 2)
+
+
+# -------------------------------------------------------------------------------------------------- shapes
+def check_clip(clip, device=None) -> torch.Tensor:
+    """A clip as every method takes it: float (1,3,T,H,W) in [0,1], detached, on ``device`` (default: where it
+    is). Raises InputError with the shape it got."""
+    if not isinstance(clip, torch.Tensor) or clip.dim() != 5 or clip.shape[:2] != (1, 3):
+        got = tuple(clip.shape) if isinstance(clip, torch.Tensor) else type(clip).__name__
+        raise InputError(f"clip must be a tensor (1,3,T,H,W) in [0,1]; got {got}.")
+    clip = clip.detach().float()
+    return clip.to(device) if device is not None else clip
+
+
+def saliency_array(saliency, T: int, H: int | None = None, W: int | None = None) -> np.ndarray:
+    """A saliency map as (T,H,W) float64 numpy, checked: finite, T frames; a map on a coarser grid is upsampled
+    bilinearly per frame to (H, W) when they are given (as the authors' metrics do)."""
+    s = saliency.detach().float().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
+    s = np.squeeze(s.astype(np.float64))
+    if s.ndim == 2 and T == 1:
+        s = s[None]
+    if s.ndim != 3 or s.shape[0] != T:
+        raise InputError(f"The saliency map must be (T,H,W) with T={T}; got shape {np.shape(saliency)}.")
+    if not np.all(np.isfinite(s)):
+        raise InputError("The saliency map holds NaN or infinite values.")
+    if H is not None and W is not None and s.shape[1:] != (H, W):
+        s = F.interpolate(torch.from_numpy(s)[:, None], size=(H, W), mode="bilinear",
+                          align_corners=False)[:, 0].numpy()
+    return s
+
+
+# ---------------------------------------------------------------------------------------------- token grid
+@dataclasses.dataclass(frozen=True)
+class TokenGrid:
+    """Where a transformer layer's tokens lie in space-time, so Grad-CAM can treat them as a feature map.
+
+    A layer output ``(B, prefix + t*h*w, C)`` (or a tuple whose first item is that) holds ``prefix`` leading
+    tokens that belong to no position (CLS), then the grid flattened in ``order`` (``"thw"``: time slowest,
+    as a Conv3d patch embedding flattens; TimeSformer uses ``"hwt"``).
+    """
+    t: int
+    h: int
+    w: int
+    prefix: int = 0
+    order: str = "thw"
+
+    def reshape(self, tokens) -> torch.Tensor:
+        """tokens (B, prefix + t*h*w, C) -> feature map (B, C, t, h, w)."""
+        if isinstance(tokens, (tuple, list)):
+            tokens = tokens[0]
+        b, n, c = tokens.shape
+        if n != self.prefix + self.t * self.h * self.w:
+            raise ValueError(f"expected {self.prefix} + {self.t}*{self.h}*{self.w} tokens, got {n}")
+        size = {"t": self.t, "h": self.h, "w": self.w}
+        x = tokens[:, self.prefix:].reshape(b, *(size[d] for d in self.order), c)
+        return x.permute(0, 4, *(1 + self.order.index(d) for d in "thw"))
+
+
+def guess_token_grid(n_tokens: int, frames: int, crop: int | None = None, config=None) -> TokenGrid | None:
+    """The grid ``n_tokens`` tokens of a model that declares none most likely form, after 0 or 1 leading CLS
+    token: first from a Hugging Face style ``config`` (T' = frames / tubelet_size, H' = W' = crop / patch_size),
+    then a square grid of T' = frames, frames / 2 (two-frame tubelets) or 1. None when none fits."""
+    import math
+
+    def first(v):
+        return int(v[0] if isinstance(v, (tuple, list)) else v)
+    candidates = []
+    patch, tubelet = getattr(config, "patch_size", None), getattr(config, "tubelet_size", None)
+    if patch and crop:
+        g = int(crop) // first(patch)
+        candidates.append((frames // first(tubelet) if tubelet else frames, g))
+    for t in sorted({frames, frames // 2, 1}):
+        candidates.append((t, math.isqrt(max(0, n_tokens // max(t, 1)))))
+    for t, g in candidates:
+        prefix = n_tokens - t * g * g
+        if t > 0 and g > 0 and prefix in (0, 1):
+            return TokenGrid(t, g, g, prefix=prefix)
+    return None
