@@ -136,6 +136,10 @@ def _compare_tab(models) -> SimpleNamespace:
                                    label="Class to explain")
             w.methods = gr.CheckboxGroup(inputs.method_choices(), value=default, label="Methods")
             with gr.Row():
+                w.by = gr.Radio([("methods, one class", "method"), ("classes (top-k), first method", "target")],
+                                value="method", label="Compare", scale=3)
+                w.top_k = gr.Number(label="Classes", value=3, precision=0, minimum=2, maximum=5, scale=1)
+            with gr.Row():
                 w.preset = gr.Radio(list(PRESETS), value=config.DEFAULT_PRESET, label="Preset")
                 w.iterations = gr.Number(label="Iterations (0 = preset)", value=0, precision=0, minimum=0)
                 w.seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
@@ -172,7 +176,8 @@ def _wire(ex: SimpleNamespace, cm: SimpleNamespace) -> None:
                             ex.paper_curves], ex.outputs, api_name="explain", **model_group)
     compare_event = cm.compare.click(
         compare_stoppable, [cm.video, cm.model, cm.target, cm.methods, cm.preset, cm.start, cm.end, cm.iterations,
-                            cm.seed, cm.paper_curves], [cm.strip, cm.table, cm.zip, cm.note], api_name="compare",
+                            cm.seed, cm.paper_curves, cm.by, cm.top_k], [cm.strip, cm.table, cm.zip, cm.note],
+        api_name="compare",
         **model_group)
     # The expected time follows the settings (from figures already timed: nothing runs a model here).
     cost_inputs = [ex.model, ex.method, ex.preset, ex.areas, ex.iterations, ex.curves, ex.paper_curves]

@@ -43,7 +43,6 @@ def _run_args(p, device_help: str) -> None:
     p.add_argument("--method", default="step", choices=available_methods(), metavar="METHOD",
                    help=f"step (default, the paper's), or one of: {', '.join(available_methods()[1:])}")
     p.add_argument("--preset", default="fast", choices=list(PRESETS))
-    p.add_argument("--target", default=None, help="class index or label name (default: the top-1 class)")
     p.add_argument("--device", default=None, help=device_help)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
@@ -74,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="explain one clip and write overlay.mp4, temporal.png, summary.json, ...")
     ex.add_argument("clip", help="video file (mp4, webm, avi, mov, mkv, ...)")
     _run_args(ex, "cpu, cuda, cuda:1 (default: the GPU when there is one)")
+    ex.add_argument("--target", action="append", default=None,
+                    help="class index or label name (default: the top-1 class); give it several times to explain "
+                         "several classes in one run (each into OUT/<class>/)")
+    ex.add_argument("--top-k", type=int, default=None, help="explain the model's K most probable classes at once")
     ex.add_argument("--key-frames", type=int, default=None, help="L_K ellipsoid length in frames")
     ex.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
     ex.add_argument("--game", choices=list(GAMES), default=None)
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(each has an error line); 2 when the run itself cannot start.")
     bt.add_argument("clips", help="folder of videos (searched recursively) or a text file with one path a line")
     _run_args(bt, "default: cuda:LOCAL_RANK when there is a GPU, else cpu")
+    bt.add_argument("--target", default=None, help="class index or label for every clip (default: top-1)")
     bt.add_argument("--retry-errors", action="store_true", help="rerun clips that failed on their input before")
     return ap
 
@@ -112,8 +116,33 @@ def _progress_bar(quiet: bool):
     return update, bar.close
 
 
+def _targets(a, model, video):
+    """None (top-1), one target, or a list (several --target, or --top-k)."""
+    if a.top_k and a.target:
+        raise InputError("Give either --target or --top-k, not both.")
+    if a.top_k:
+        from attribution import pipeline
+        return pipeline.top_classes(model, video, a.top_k)
+    if not a.target:
+        return None
+    return a.target[0] if len(a.target) == 1 else list(a.target)
+
+
+def _summary_line(a, model, exp, out, seconds) -> dict:
+    line = {"clip": a.clip, "model": model.name, "target": exp.target, "label": exp.label,
+            "probability": round(exp.probability, 4), "method": exp.method, "preset": exp.preset,
+            "frames": exp.source.get("indices"), "seconds_seen": exp.source.get("seen"),
+            "peak_frame": exp.peak_frame, "iterations": exp.iterations, "seconds": round(seconds, 2),
+            "out": str(out)}
+    if exp.curves is not None:
+        line.update(exp.curves.summary().get("auc", {}))
+    return line
+
+
 def cmd_explain(a) -> int:
     import torch
+    from pathlib import Path
+
     from attribution import load_clip, pipeline
     from model_zoo import load_model
 
@@ -121,23 +150,25 @@ def cmd_explain(a) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_model(a.model, device=a.device)
     video = load_clip(a.clip, model, start=a.start, end=a.end)
+    target = _targets(a, model, video)
     progress, close = _progress_bar(a.quiet)
     try:
-        exp = pipeline.run(model, video, a.method, target=a.target, preset=a.preset, seed=a.seed,
-                           curve_steps=a.steps if a.curves else 0, progress=progress, **_settings(a))
+        result = pipeline.run(model, video, a.method, target=target, preset=a.preset, seed=a.seed,
+                              curve_steps=a.steps if a.curves else 0, random_baseline=True, progress=progress,
+                              **_settings(a))
     finally:
         close()
-    exp.source["path"] = a.clip
-    out = exp.save(a.out)
-    line = {"clip": a.clip, "model": model.name, "target": exp.target, "label": exp.label,
-            "probability": round(exp.probability, 4), "method": exp.method, "preset": exp.preset,
-            "frames": exp.source.get("indices"), "seconds_seen": exp.source.get("seen"),
-            "peak_frame": exp.peak_frame, "iterations": exp.iterations,
-            "seconds": round(time.perf_counter() - t0, 2), "out": str(out)}
-    if exp.curves is not None:
-        line.update(exp.curves.summary().get("auc", {}))
-    print(json.dumps(line))
+    several = isinstance(result, list)
+    for exp in result if several else [result]:
+        exp.source["path"] = a.clip
+        out = exp.save(Path(a.out) / _slug(exp.label) if several else a.out)
+        print(json.dumps(_summary_line(a, model, exp, out, time.perf_counter() - t0)))
     return 0
+
+
+def _slug(text: str) -> str:
+    import re
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "class"
 
 
 def cmd_models(_a) -> int:

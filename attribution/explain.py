@@ -72,7 +72,7 @@ class Explanation:
 
     def save(self, directory) -> Path:
         """Write overlay.mp4, temporal.png, curves.png (when curves exist), saliency.npz and summary.json."""
-        from attribution import render
+        from attribution import figures, render
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         t = len(self.frames)
@@ -80,14 +80,14 @@ class Explanation:
         times = self.source.get("times")
         labels = [f"t={s:.2f}s" for s in times] if times is not None and len(times) == t else None
         render.write_overlay(d / "overlay.mp4", self.frames, self.saliency, fps=fps, frame_labels=labels)
-        fig = render.temporal_figure(
+        fig = figures.temporal_figure(
             self.temporal, per_area=self.area_temporal,
             area_labels=[f"area {a:g}" for a in self.areas] if self.areas else None,
             event=self.event, frames=self.frames, times=times,
             title=f"{self.method}: which frames matter for '{self.label}'")
-        render.save_figure(fig, d / "temporal.png")
+        figures.save_figure(fig, d / "temporal.png")
         if self.curves is not None:
-            render.save_figure(self.curves.figure(title=f"{self.method} on '{self.label}'"), d / "curves.png")
+            figures.save_figure(self.curves.figure(title=f"{self.method} on '{self.label}'"), d / "curves.png")
         arrays = {"saliency": self.saliency.astype(np.float32), "temporal": self.temporal.astype(np.float32),
                   "frames": self.frames}
         if self.masks is not None:
@@ -209,7 +209,7 @@ def _model_info(model) -> dict:
 
 def explain(model, frames_or_clip, target=None, method: str = "step", preset: str = "fast", device=None,
             seed: int = 0, progress: Callable | None = None, cancel=None, event=None,
-            **overrides) -> Explanation:
+            **overrides) -> Explanation | list[Explanation]:
     """Explain why ``model`` predicts ``target`` on a clip.
 
     Args:
@@ -218,7 +218,8 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
         frames_or_clip: a path (read with the model's own frame sampling, see ``load_clip``), a
             :class:`attribution.video.Video`, uint8 frames (T,H,W,3) of any size (resized and cropped by
             ``model.prepare``), or a clip tensor (1,3,T,H,W) in [0,1] at the model's input size.
-        target: class index, label name, or None for the model's top-1 class.
+        target: class index, label name, or None for the model's top-1 class; a list of them explains each
+            (in one optimisation batch for the perturbation methods) and returns a list of Explanations.
         method: ``step`` (the paper), ``3d-ep``, ``2d-ep``, or a comparison method (see
             :func:`available_methods`).
         preset: ``fast`` (default, ours) or ``paper`` (the authors' schedule) for perturbation methods.
@@ -235,27 +236,34 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
     if device is not None and torch.device(device) != model.device:
         model = model.to(device)
     spec = methods.get(method)
+    several = isinstance(target, (list, tuple))
     with frozen(model):
         prepared = prepare_clip(model, frames_or_clip)
         clip = prepared.clip
         t1 = time.perf_counter()
         with torch.no_grad():
             probs = model(clip).float().softmax(-1)[0]
-        tgt = resolve_target(model, target, probs)
+        targets = [resolve_target(model, t, probs) for t in (target if several else [target])]
+        if several and not targets:
+            raise InputError("Give at least one target class.")
         top = probs.topk(min(5, probs.numel()))
         topk = [(model.labels[i], float(v)) for v, i in zip(top.values.tolist(), top.indices.tolist())]
         t2 = time.perf_counter()
         torch.manual_seed(seed)
-        res = spec.fn(model, clip, tgt, seed=seed, progress=progress, cancel=cancel, preset=preset, **overrides)
+        results = spec.for_targets(model, clip, targets, seed=seed, progress=progress, cancel=cancel, preset=preset,
+                                   **overrides)
         t3 = time.perf_counter()
-    sal = res.saliency.detach().float().cpu().numpy().astype(np.float32)
     frames = (clip[0].permute(1, 2, 3, 0).detach().cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    extras = dict(res.extras)
-    exp = Explanation(
-        model_name=model.name, target=tgt, label=model.labels[tgt], topk=topk, probability=float(probs[tgt]),
-        saliency=sal, temporal=sal.mean((1, 2)), frames=frames, method=method, preset=extras.pop("preset", None),
-        settings=res.settings, seed=seed, evaluations=res.evaluations, source=dict(prepared.source),
-        event=tuple(event) if event is not None else None, model_info=_model_info(model), timings={}, **extras)
-    exp.timings = {"prepare": round(t1 - t0, 4), "predict": round(t2 - t1, 4), "attribution": round(t3 - t2, 4),
-                   "total": round(time.perf_counter() - t0, 4)}
-    return exp
+    timings = {"prepare": round(t1 - t0, 4), "predict": round(t2 - t1, 4), "attribution": round(t3 - t2, 4),
+               "total": round(time.perf_counter() - t0, 4)}
+    out = []
+    for tgt, res in zip(targets, results):
+        sal = res.saliency.detach().float().cpu().numpy().astype(np.float32)
+        extras = dict(res.extras)
+        out.append(Explanation(
+            model_name=model.name, target=tgt, label=model.labels[tgt], topk=topk, probability=float(probs[tgt]),
+            saliency=sal, temporal=sal.mean((1, 2)), frames=frames, method=method,
+            preset=extras.pop("preset", None), settings=res.settings, seed=seed, evaluations=res.evaluations,
+            source=dict(prepared.source), event=tuple(event) if event is not None else None,
+            model_info=_model_info(model), timings=dict(timings), **extras))
+    return out if several else out[0]

@@ -43,29 +43,38 @@ def _staged(progress: Callable | None, **info) -> Callable | None:
 
 
 def run(model, video, method: str = "step", *, target=None, preset: str = "fast", seed: int = 0,
-        curve_steps: int = 0, random_baseline: bool = True, event=None, progress: Callable | None = None,
-        cancel=None, stage: dict | None = None, **settings) -> Explanation:
+        curve_steps: int = 0, random_baseline: bool | str = True, event=None, progress: Callable | None = None,
+        cancel=None, stage: dict | None = None, **settings):
     """Explain ``video`` (a path, a ``Video``, frames, a clip tensor or a prepared clip) with ``method`` and, when
-    ``curve_steps`` > 0, measure its deletion / insertion curves (with a random map's when ``random_baseline``) on
-    the same prepared clip: ``exp.curves``.
+    ``curve_steps`` > 0, measure its deletion / insertion curves (with a random map's when ``random_baseline``;
+    ``"first"``: on the first of several targets only) on the same prepared clip: ``exp.curves``.
 
-    Everything else is :func:`attribution.explain`'s; ``settings`` are the method's options.
+    ``target`` as :func:`attribution.explain`: a list gives a list of Explanations (one optimisation batch for
+    the perturbation methods), each with its curves. Everything else is :func:`attribution.explain`'s;
+    ``settings`` are the method's options.
     """
     prepared = prepare_clip(model, video)
     info = {"method": method, **(stage or {})}
-    exp = explain(model, prepared, target=target, method=method, preset=preset, seed=seed, event=event,
-                  progress=_staged(progress, stage="map", **info), cancel=cancel, **settings)
-    if curve_steps:
+    result = explain(model, prepared, target=target, method=method, preset=preset, seed=seed, event=event,
+                     progress=_staged(progress, stage="map", **info), cancel=cancel, **settings)
+    exps = result if isinstance(result, list) else [result]
+    for k, exp in enumerate(exps if curve_steps else []):
+        random = random_baseline is True or (random_baseline == "first" and k == 0)
         exp.curves = deletion_insertion(
-            model, prepared.clip, exp.saliency, exp.target, steps=int(curve_steps), random_baseline=random_baseline,
+            model, prepared.clip, exp.saliency, exp.target, steps=int(curve_steps), random_baseline=random,
             seed=seed, progress=cancel_aware(_staged(progress, stage="curves", **info), cancel))
-    return exp
+    return result
 
 
 @dataclasses.dataclass
 class Comparison:
-    """Several methods' explanations of one clip and one target, with their curves."""
+    """Several explanations of one clip, with their curves: several methods of one target (``by="method"``), or
+    one method of several targets (``by="target"``: "why this class, and why that one?")."""
     explanations: list[Explanation]           # in the order asked; the first carries the random map's AUCs
+    by: str = "method"
+
+    def name_of(self, e: Explanation) -> str:
+        return methods.short_name(e.method) if self.by == "method" else e.label
 
     @property
     def first(self) -> Explanation:
@@ -84,13 +93,17 @@ class Comparison:
         method is the random map itself."""
         rows = []
         for e in self.explanations:
-            rows.append({"method": methods.short_name(e.method), "deletion AUC ↓": round(e.curves.auc_deletion, 3),
-                         "insertion AUC ↑": round(e.curves.auc_insertion, 3),
-                         "time (s)": round(e.timings["attribution"], 2), "peak frame": e.peak_frame + 1})
+            row = {self.by: self.name_of(e)}
+            if self.by == "target":
+                row["probability"] = round(e.probability, 3)
+            row.update({"deletion AUC ↓": round(e.curves.auc_deletion, 3),
+                        "insertion AUC ↑": round(e.curves.auc_insertion, 3),
+                        "time (s)": round(e.timings["attribution"], 2), "peak frame": e.peak_frame + 1})
+            rows.append(row)
         rd, ri = self.random_aucs()
         if "random" not in self.methods and rd is not None:
-            rows.append({"method": "random map (reference)", "deletion AUC ↓": round(rd, 3),
-                         "insertion AUC ↑": round(ri, 3), "time (s)": None, "peak frame": None})
+            rows.append({**{k: None for k in rows[0]}, self.by: "random map (reference)",
+                         "deletion AUC ↓": round(rd, 3), "insertion AUC ↑": round(ri, 3)})
         return rows
 
     def save(self, directory) -> Path:
@@ -100,9 +113,10 @@ class Comparison:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         maps = {}
-        for e in self.explanations:
-            maps[methods.short_name(e.method)] = e.saliency
-            np.savez_compressed(d / f"saliency_{e.method}.npz", saliency=e.saliency.astype(np.float32))
+        for k, e in enumerate(self.explanations):
+            maps[self.name_of(e)] = e.saliency
+            name = e.method if self.by == "method" else f"{k}_{e.target}"
+            np.savez_compressed(d / f"saliency_{name}.npz", saliency=e.saliency.astype(np.float32))
         Image.fromarray(render.compare_strip(self.first.frames, maps)).save(d / "comparison.png")
         rows = self.rows()
         with open(d / "comparison.csv", "w", newline="") as f:
@@ -111,7 +125,9 @@ class Comparison:
             w.writerows(rows)
         e = self.first
         (d / "comparison.json").write_text(json.dumps(
-            {"model": e.model_name, "target": e.target, "label": e.label, "preset": e.preset, "seed": e.seed,
+            {"model": e.model_name, "by": self.by, "methods": self.methods,
+             "targets": [x.target for x in self.explanations], "labels": [x.label for x in self.explanations],
+             "preset": e.preset, "seed": e.seed,
              "clip": e.source.get("path"), "curve_steps": e.curves.steps, "rows": rows}, indent=1,
             default=json_default))
         return d
@@ -137,3 +153,27 @@ def compare(model, video, method_names: Sequence[str], *, target=None, preset: s
         target = exp.target
         out.append(exp)
     return Comparison(out)
+
+
+def compare_targets(model, video, method: str, targets, *, preset: str = "fast", seed: int = 0,
+                    curve_steps: int = QUICK_CURVE_STEPS, event=None, progress: Callable | None = None, cancel=None,
+                    **settings) -> Comparison:
+    """One method, several target classes of one clip (in one optimisation batch for the perturbation methods):
+    where the model sees each class. ``targets``: class indices or labels, or an int k for the model's top-k."""
+    prepared = prepare_clip(model, video)
+    if isinstance(targets, int):
+        targets = top_classes(model, prepared, targets)
+    exps = run(model, prepared, method, target=list(targets), preset=preset, seed=seed, curve_steps=curve_steps,
+               random_baseline="first", event=event, progress=progress, cancel=cancel, **settings)
+    return Comparison(exps, by="target")
+
+
+def top_classes(model, video, k: int) -> list[int]:
+    """The model's ``k`` most probable classes on the clip."""
+    import torch
+    prepared = prepare_clip(model, video)
+    if not 1 <= int(k) <= len(model.labels):
+        raise InputError(f"k must be between 1 and the model's {len(model.labels)} classes, not {k}.")
+    with torch.no_grad():
+        logits = model(prepared.clip).float()[0]
+    return [int(i) for i in logits.topk(int(k)).indices]

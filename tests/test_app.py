@@ -170,6 +170,18 @@ def test_compare_callback(app, clip):
     assert {"comparison.png", "comparison.csv", "comparison.json"} <= set(zipfile.ZipFile(archive).namelist())
 
 
+def test_compare_callback_by_class_shows_the_top_k(app, clip):
+    """"Why this class, and why that one?": the first ticked method on the model's top-3 classes, side by side."""
+    strip, table, archive, note = app.compare_clip(clip, "toy", "", ["gradient", "random"], "fast", 0, 0, FEW, 0,
+                                                   False, "target", 3)
+    labels = list(table["target"])
+    assert len(labels) == 4 and labels[-1] == "random map (reference)" and len(set(labels[:3])) == 3
+    assert list(table["probability"][:3]) == sorted(table["probability"][:3], reverse=True)
+    assert "top 3 classes" in note and "Gradient" in note
+    saved = json.loads(zipfile.ZipFile(archive).read("comparison.json"))
+    assert saved["by"] == "target" and saved["labels"] == labels[:3]
+
+
 @pytest.mark.parametrize("name", ["empty", "corrupt", "audio only", "image renamed to mp4", "huge resolution",
                                   "too long", "one frame", "unknown target", "model needs network"])
 def test_bad_inputs_give_one_sentence(app, bad_inputs, clip, name, no_network):

@@ -35,7 +35,8 @@ class Job:
     model: str                  # what the request named (a registry name or a path): the model cache's key
     video: object               # the decoded attribution.video.Video
     methods: list[str]
-    compare: bool = False       # a Comparison of ``methods`` instead of one Explanation
+    compare: str = ""           # "method": a Comparison of ``methods``; "target": of the top ``top_k`` classes
+    top_k: int = 0
     target: object = None
     preset: str = DEFAULT_PRESET
     seed: int = 0
@@ -78,6 +79,9 @@ def model_work(job: Job, progress=None, cancel=None):
                 job.settings = dict(job.settings, compile=False) if job.settings else job.settings  # unsupported
             common = dict(target=job.target, preset=job.preset, seed=job.seed, event=job.event,
                           curve_steps=job.curve_steps, progress=_progress(progress), cancel=cancel, **job.settings)
+            if job.compare == "target":
+                del common["target"]
+                return pipeline.compare_targets(m, job.video, job.methods[0], job.top_k, **common)
             if job.compare:
                 return pipeline.compare(m, job.video, job.methods, **common)
             return pipeline.run(m, job.video, job.methods[0], **common)
@@ -148,18 +152,26 @@ def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: 
 @user_errors("comparing methods")
 def compare_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None,
                  preset: str = DEFAULT_PRESET, start: float = 0, end: float = 0, iterations: float = 0,
-                 seed: float = 0, paper_curves: bool = False, progress=gr.Progress(), cancel=None):
-    """Several methods on one clip: a strip of their maps, a table of AUCs and times, a zip, and a note (the
-    curves take ``VAE_CURVE_STEPS`` steps, the paper's 128 with ``paper_curves``)."""
+                 seed: float = 0, paper_curves: bool = False, by: str = "method", top_k: float = 3,
+                 progress=gr.Progress(), cancel=None):
+    """Several methods on one clip (``by="method"``), or the first ticked method on the model's ``top_k``
+    classes (``by="target"``: where it sees each class): a strip of the maps, a table of AUCs and times, a zip,
+    and a note (the curves take ``VAE_CURVE_STEPS`` steps, the paper's 128 with ``paper_curves``)."""
     names = [x for x in (methods or []) if x]
     if not names:
         raise InputError("Tick at least one method to compare.")
+    if by not in ("method", "target"):
+        raise InputError(f"Compare by 'method' or 'target', not {by!r}.")
+    k = (inputs.number(top_k, "Classes", integer=True, minimum=2) or 3) if by == "target" else 0
+    names = names[:1] if by == "target" else names
     for name in names:
         registry.get(name)
     seed = inputs.number(seed, "Seed", integer=True, minimum=0) or 0
     iterations = inputs.number(iterations, "Iterations", integer=True, minimum=0) or None
+    if by == "target" and not registry.get(names[0]).takes_settings:
+        iterations = None   # pipeline.compare gives them only to the perturbation methods; one method here
     path, m, v, trimmed = inputs.load(video, model, start, end, progress)
-    job = Job(model or DEFAULT_MODEL, v, names, compare=True, target=inputs.parse_target(target),
+    job = Job(model or DEFAULT_MODEL, v, names, compare=by, top_k=k, target=inputs.parse_target(target),
               preset=preset or DEFAULT_PRESET, seed=seed, event=inputs.event_for(path, m, v, trimmed),
               settings={"iterations": iterations} if iterations else {},
               curve_steps=costs.steps_for(True, paper_curves), what="comparing methods")
@@ -188,10 +200,11 @@ async def explain_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP
 
 async def compare_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None,
                             preset: str = DEFAULT_PRESET, start: float = 0, end: float = 0, iterations: float = 0,
-                            seed: float = 0, paper_curves: bool = False, progress=gr.Progress()):
+                            seed: float = 0, paper_curves: bool = False, by: str = "method", top_k: float = 3,
+                            progress=gr.Progress()):
     """:func:`compare_clip` as the Compare button and the ``/compare`` endpoint run it (stoppable)."""
     return await stoppable(compare_clip, video, model, target, methods, preset, start, end, iterations, seed,
-                           paper_curves, progress=progress)
+                           paper_curves, by, top_k, progress=progress)
 
 
 def explain_example(video, model):

@@ -151,6 +151,11 @@ def summary_markdown(exp) -> str:
 def comparison_note(comparison) -> str:
     """The line above a comparison's picture and table."""
     first = comparison.first
-    return (f"Explaining **{first.label}** on {len(comparison.explanations)} method(s). Each row of the picture is "
-            f"one method (bright = important); the table says how faithful each map is (curves of "
+    if comparison.by == "target":
+        what = (f"Where **{short_name(first.method)}** sees each of the model's top {len(comparison.explanations)} "
+                "classes. Each row of the picture is one class")
+    else:
+        what = (f"Explaining **{first.label}** on {len(comparison.explanations)} method(s). Each row of the picture "
+                "is one method")
+    return (f"{what} (bright = important); the table says how faithful each map is (curves of "
             f"{first.curves.steps} steps).\n{seen(first)}")

@@ -42,19 +42,29 @@ def make_settings(model, method: str, preset: str | None, overrides: dict) -> st
 
 
 def _perturbation_method(method: str):
-    def run(model, clip, target, *, seed=0, progress=None, cancel=None, preset="fast", **options) -> MethodResult:
+    """The registered function of ``method`` and its several-targets form (every target x area one row of one
+    optimisation batch, paper §3.3); ``evaluations`` of each result counts that target's rows."""
+    def many(model, clip, targets, *, seed=0, progress=None, cancel=None, preset="fast", **options):
         settings = make_settings(model, method, preset or "fast", options)
-        res = step_mod.perturbation(model, clip, [int(target)], method=method, settings=settings, seed=seed,
-                                    progress=progress, cancel=cancel)
-        masks = res.masks[0].numpy()
-        return MethodResult(
-            saliency=res.saliency[0].float(), settings=dataclasses.asdict(res.settings), evaluations=res.evaluations,
-            extras=dict(preset=preset or "fast", masks=masks, areas=list(res.settings.areas),
-                        area_temporal=masks.mean((2, 3)), iterations=res.iterations,
-                        history={k: v[-1:] if k == "prob" else v for k, v in res.history.items()}))
+        res = step_mod.perturbation(model, clip, [int(t) for t in targets], method=method, settings=settings,
+                                    seed=seed, progress=progress, cancel=cancel)
+        out, areas = [], len(res.settings.areas)
+        for g in range(len(targets)):
+            masks = res.masks[g].numpy()
+            history = dict(res.history)   # the traces of the whole batch; the final p(target) of this target's masks
+            history["prob"] = [row[g * areas:(g + 1) * areas] for row in res.history["prob"][-1:]]
+            out.append(MethodResult(
+                saliency=res.saliency[g].float(), settings=dataclasses.asdict(res.settings),
+                evaluations=res.evaluations // len(targets),
+                extras=dict(preset=preset or "fast", masks=masks, areas=list(res.settings.areas),
+                            area_temporal=masks.mean((2, 3)), iterations=res.iterations, history=history)))
+        return out
+
+    def run(model, clip, target, **kwargs) -> MethodResult:
+        return many(model, clip, [target], **kwargs)[0]
     run.__name__ = run.__qualname__ = method.replace("-", "_")
     run.__doc__ = f"{method}: attribution.step.perturbation(method={method!r}) with the preset's settings."
-    return run
+    return run, many
 
 
 # display and short names of the engine's methods (attribution.step.METHODS): each is registered below
@@ -63,8 +73,9 @@ NAMES = {"step": ("STEP: spatio-temporal perturbation (the paper's method)", "ST
          "2d-ep": ("2D-EP: perturbation frame by frame", "2D-EP")}
 
 for _name in step_mod.METHODS:
-    register(_name, display=NAMES[_name][0], short=NAMES[_name][1], kind="perturbation",
-             unit="iterations")(_perturbation_method(_name))
+    _one, _many = _perturbation_method(_name)
+    register(_name, display=NAMES[_name][0], short=NAMES[_name][1], kind="perturbation", unit="iterations",
+             many=_many)(_one)
 
 
 def parse_areas(text) -> list[float] | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -44,6 +44,14 @@ class Method:
     fn: Callable[..., MethodResult]
     unit: str = "steps"           # what its progress counts ("iterations" for the optimisations)
     model_free: bool = False      # a floor that never calls the model (sanity checks expect it to survive)
+    many: Callable[..., list[MethodResult]] | None = None  # several targets in one run (one batch), if it can
+
+    def for_targets(self, model, clip, targets, **kwargs) -> list[MethodResult]:
+        """One result per target: in one run where the method can (the perturbation methods put every target x
+        area in one optimisation batch), else one call per target."""
+        if self.many is not None:
+            return self.many(model, clip, list(targets), **kwargs)
+        return [self.fn(model, clip, t, **kwargs) for t in targets]
 
     @property
     def takes_settings(self) -> bool:
@@ -54,15 +62,16 @@ class Method:
 REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, *, display: str, short: str, kind: str, unit: str = "steps", model_free: bool = False):
-    """Decorator: add ``fn`` to the registry under ``name``."""
+def register(name: str, *, display: str, short: str, kind: str, unit: str = "steps", model_free: bool = False,
+             many: Callable[..., list[MethodResult]] | None = None):
+    """Decorator: add ``fn`` to the registry under ``name`` (``many``: its several-targets-at-once form)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
 
     def add(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
         if name in REGISTRY:
             raise ValueError(f"method {name!r} is registered twice")
-        REGISTRY[name] = Method(name, display, short, kind, fn, unit, model_free)
+        REGISTRY[name] = Method(name, display, short, kind, fn, unit, model_free, many)
         return fn
     return add
 
@@ -79,12 +88,3 @@ def get(name: str) -> Method:
 def short_name(name: str) -> str:
     """The registry's short name of ``name`` (the name itself for an unknown one)."""
     return REGISTRY[name].short if name in REGISTRY else str(name)
-
-
-def as_json(value: Any) -> Any:
-    """Settings values as JSON takes them (tuples become lists)."""
-    if isinstance(value, tuple):
-        return [as_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: as_json(v) for k, v in value.items()}
-    return value
