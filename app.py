@@ -59,6 +59,9 @@ def _explain_inputs(w) -> None:
                                label="3 · Class to explain", scale=3,
                                info="the top prediction, or pick / type any class")
         w.predict = gr.Button("Predict top-5", scale=1, min_width=120, size="md", elem_id="vae-predict-btn")
+    w.contrast = gr.Dropdown(inputs.contrast_choices(DEFAULT_MODEL), value=config.NO_CONTRAST,
+                             allow_custom_value=True, label="…rather than (optional)",
+                             info="why this class and not that one (perturbation methods)")
     w.method = gr.Dropdown(inputs.method_choices(), value=config.DEFAULT_METHOD, label="4 · Method",
                            info="STEP is the paper's method; the others are for comparison")
     w.preset = gr.Radio(_preset_choices(), value=config.DEFAULT_PRESET, label="Preset (perturbation methods)")
@@ -165,7 +168,7 @@ def _wire(ex: SimpleNamespace, cm: SimpleNamespace) -> None:
     group but waits for the same lock (``ui.runtime.MODEL_LOCK``) inside the model work."""
     model_group = dict(concurrency_id="model", concurrency_limit=CONCURRENCY)
     private = dict(api_visibility="private")
-    ex.model.change(on_model_change, ex.model, [ex.target, ex.model_md], **private)
+    ex.model.change(on_model_change, ex.model, [ex.target, ex.model_md, ex.contrast], **private)
     cm.model.change(on_compare_model_change, cm.model, cm.target, **private)
     ex.video.change(lambda v: v, ex.video, cm.video, **private)
     ex.predict.click(predict_clip, [ex.video, ex.model, ex.start, ex.end], [ex.top5, ex.target], api_name="predict",
@@ -173,7 +176,7 @@ def _wire(ex: SimpleNamespace, cm: SimpleNamespace) -> None:
     explain_event = ex.explain.click(
         explain_stoppable, [ex.video, ex.model, ex.target, ex.method, ex.preset, ex.start, ex.end, ex.areas,
                             ex.iterations, ex.key_frames, ex.perturbation, ex.seed, ex.curves, ex.precision,
-                            ex.paper_curves], ex.outputs, api_name="explain", **model_group)
+                            ex.paper_curves, ex.contrast], ex.outputs, api_name="explain", **model_group)
     compare_event = cm.compare.click(
         compare_stoppable, [cm.video, cm.model, cm.target, cm.methods, cm.preset, cm.start, cm.end, cm.iterations,
                             cm.seed, cm.paper_curves, cm.by, cm.top_k], [cm.strip, cm.table, cm.zip, cm.note],

@@ -26,7 +26,10 @@ import traceback
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from attribution import pipeline
 from attribution.errors import ExplorerError, InputError
+from attribution.explain import json_default
+from attribution.pipeline import PAPER_CURVE_STEPS
 
 VIDEO_EXTENSIONS = {".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif", ".mpg", ".mpeg", ".ogv", ".wmv",
                     ".flv", ".3gp", ".ts"}
@@ -115,7 +118,7 @@ def append_line(path, row: dict) -> None:
 
     After a crash mid-line the torn line is closed first, so it spoils only itself (``read_results`` skips it).
     """
-    data = (json.dumps(row, default=_json_default) + "\n").encode()
+    data = (json.dumps(row, default=json_default) + "\n").encode()
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
@@ -139,18 +142,13 @@ def merge_results(out_dir) -> Path:
     tmp = d / f".{RESULTS}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for key in sorted(best):
-            f.write(json.dumps(best[key], default=_json_default) + "\n")
+            f.write(json.dumps(best[key], default=json_default) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, d / RESULTS)
     for f in d.glob("results-rank*.jsonl"):
         f.unlink()
     return d / RESULTS
-
-
-def _json_default(o):
-    from attribution.explain import _json_default as default
-    return default(o)
 
 
 # --------------------------------------------------------------------------------------------------- run
@@ -191,17 +189,17 @@ def _barrier(tdist, device) -> None:
 
 
 def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, target=None, seed: int = 0,
-                 curves: bool = False, steps: int = 128, overrides: dict | None = None, start=None,
+                 curves: bool = False, steps: int = PAPER_CURVE_STEPS, overrides: dict | None = None, start=None,
                  end=None) -> dict:
-    """Explain one clip, save it into ``out`` and return its result line (without id / status)."""
-    import torch
-    from attribution.explain import explain
+    """Explain one clip (:func:`attribution.pipeline.run`), save it into ``out`` and return its result line
+    (without id / status)."""
     from attribution.video import load_clip
 
     t0 = time.perf_counter()
     video = load_clip(clip, model, start=start, end=end)
     t1 = time.perf_counter()
-    exp = explain(model, video, target=target, method=method, preset=preset, seed=seed, **(overrides or {}))
+    exp = pipeline.run(model, video, method, target=target, preset=preset, seed=seed,
+                       curve_steps=steps if curves else 0, **(overrides or {}))
     exp.source["path"] = clip
     t2 = time.perf_counter()
     row = {"clip": clip, "model": model.name, "method": exp.method, "preset": exp.preset, "seed": seed,
@@ -210,25 +208,18 @@ def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, targe
            "target": exp.target, "label": exp.label, "probability": round(exp.probability, 5),
            "peak_frame": exp.peak_frame, "iterations": exp.iterations, "evaluations": exp.evaluations,
            "frames": exp.source.get("indices"), "times": exp.source.get("times")}
-    if curves:
-        from attribution.metrics import deletion_insertion
-        with torch.no_grad():
-            clip_t = model.prepare(video.frames)
-        exp.curves = deletion_insertion(model, clip_t, exp.saliency, exp.target, steps=steps,
-                                        random_baseline=True, seed=seed)
+    if exp.curves is not None:
         row.update(exp.curves.aucs())
-    t3 = time.perf_counter()
     exp.save(out)
-    t4 = time.perf_counter()
-    row["timings"] = {"load": round(t1 - t0, 3), "explain": round(t2 - t1, 3), "curves": round(t3 - t2, 3),
-                      "save": round(t4 - t3, 3), "total": round(t4 - t0, 3), **{f"explain_{k}": v for k, v in
-                                                                                  exp.timings.items()}}
+    t3 = time.perf_counter()
+    row["timings"] = {"load": round(t1 - t0, 3), "explain": round(t2 - t1, 3), "save": round(t3 - t2, 3),
+                      "total": round(t3 - t0, 3), **{f"explain_{k}": v for k, v in exp.timings.items()}}
     row["out"] = str(out)
     return row
 
 
 def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str = "fast",
-              target=None, seed: int = 0, curves: bool = False, steps: int = 128, device=None,
+              target=None, seed: int = 0, curves: bool = False, steps: int = PAPER_CURVE_STEPS, device=None,
               overrides: dict | None = None, retry_errors: bool = False, dist: Dist | None = None,
               start=None, end=None, log=sys.stderr) -> dict:
     """Explain every clip of ``source`` (folder or list) into ``out_dir``; resumable; sharded under torchrun.
@@ -249,58 +240,79 @@ def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str
         {"rank", "world", "clips", "assigned", "skipped", "ok", "errors", "results"} for this process.
     """
     import torch
-    from model_zoo import load_model
 
     dist = dist or Dist.from_env()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips = list_clips(source)
     ids = clip_ids(clips)
-    # Shard the full sorted list before looking at what is done, so that every rank agrees on the split
-    # even while the others are already appending results.
-    mine = clips[dist.rank::dist.world]
-    done = done_ids(out, retry_errors)
-    todo = [c for c in mine if ids[c] not in done]
+    mine, todo = _assigned(clips, ids, out, dist, retry_errors)
     results = out / (RESULTS if dist.world == 1 else f"results-rank{dist.rank}.jsonl")
     dev = _device(device, dist)
     if dev.type == "cpu" and dist.world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
     stats = {"rank": dist.rank, "world": dist.world, "clips": len(clips), "assigned": len(mine),
              "skipped": len(mine) - len(todo), "ok": 0, "errors": 0}
+    job = dict(method=method, preset=preset, target=target, seed=seed, curves=curves, steps=steps,
+               overrides=overrides, start=start, end=end)
     with _process_group(dist, dev) as tdist:
-        if isinstance(model, str):
-            net = load_model(model, device=dev) if todo else None
-        else:  # an already built VideoClassifier (in-process callers)
-            net = model.to(dev)
-        for i, clip in enumerate(todo, 1):
-            cid = ids[clip]
-            t0 = time.perf_counter()
-            base = {"id": cid, "clip": clip, "rank": dist.rank}
-            try:
-                row = {**base, "status": "ok", **explain_clip(
-                    net, clip, out / cid, method=method, preset=preset, target=target, seed=seed,
-                    curves=curves, steps=steps, overrides=overrides, start=start, end=end)}
-                stats["ok"] += 1
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # one bad clip must not stop a dataset run
-                final = isinstance(e, ExplorerError)
-                row = {**base, "status": "error", "final": final, "error_type": type(e).__name__,
-                       "error": str(e) or type(e).__name__, "seconds": round(time.perf_counter() - t0, 3)}
-                if not final:
-                    row["traceback"] = traceback.format_exc(limit=6)
-                stats["errors"] += 1
-            append_line(results, row)
-            if log is not None:
-                what = row["status"] if row["status"] == "ok" else f"error: {row['error']}"
-                print(f"[rank {dist.rank}] {i}/{len(todo)} {cid}: {what} ({time.perf_counter() - t0:.1f}s)",
-                      file=log, flush=True)
+        net = _model_on(model, dev, needed=bool(todo))
+        _explain_clips(net, todo, ids, out, results, dist, stats, log, job)
         _barrier(tdist, dev)
         if dist.world > 1 and dist.rank == 0:
             merge_results(out)
         _barrier(tdist, dev)
     stats["results"] = str(out / RESULTS)
     return stats
+
+
+def _assigned(clips: list[str], ids: dict[str, str], out: Path, dist: Dist, retry_errors: bool):
+    """(mine, todo): this rank's share of the clips, and the part of it not done yet."""
+    # Shard the full sorted list before looking at what is done, so that every rank agrees on the split
+    # even while the others are already appending results.
+    mine = clips[dist.rank::dist.world]
+    done = done_ids(out, retry_errors)
+    return mine, [c for c in mine if ids[c] not in done]
+
+
+def _model_on(model, dev, needed: bool):
+    """The model on ``dev``: loaded from the registry by name (None when no clip needs it), or moved there."""
+    from model_zoo import load_model
+
+    if isinstance(model, str):
+        return load_model(model, device=dev) if needed else None
+    return model.to(dev)  # an already built VideoClassifier (in-process callers)
+
+
+def _explain_clips(net, todo: list[str], ids: dict[str, str], out: Path, results: Path, dist: Dist, stats: dict,
+                   log, job: dict) -> None:
+    """Explain the clips one by one: append each one's result line (and count it in ``stats``), log progress."""
+    for i, clip in enumerate(todo, 1):
+        cid = ids[clip]
+        t0 = time.perf_counter()
+        row, ok = _explain_or_error(net, clip, out / cid, {"id": cid, "clip": clip, "rank": dist.rank}, t0, job)
+        stats["ok" if ok else "errors"] += 1
+        append_line(results, row)
+        if log is not None:
+            what = row["status"] if row["status"] == "ok" else f"error: {row['error']}"
+            print(f"[rank {dist.rank}] {i}/{len(todo)} {cid}: {what} ({time.perf_counter() - t0:.1f}s)",
+                  file=log, flush=True)
+
+
+def _explain_or_error(net, clip: str, out: Path, base: dict, t0: float, job: dict) -> tuple[dict, bool]:
+    """(result line, explained): the line of :func:`explain_clip` with status "ok", or the error's line (final for
+    an error of the input; other errors carry their traceback and are retried by the next run)."""
+    try:
+        return {**base, "status": "ok", **explain_clip(net, clip, out, **job)}, True
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # one bad clip must not stop a dataset run
+        final = isinstance(e, ExplorerError)
+        row = {**base, "status": "error", "final": final, "error_type": type(e).__name__,
+               "error": str(e) or type(e).__name__, "seconds": round(time.perf_counter() - t0, 3)}
+        if not final:
+            row["traceback"] = traceback.format_exc(limit=6)
+        return row, False
 
 
 def summarise(rows: Iterable[dict]) -> dict:

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="class index or label name (default: the top-1 class); give it several times to explain "
                          "several classes in one run (each into OUT/<class>/)")
     ex.add_argument("--top-k", type=int, default=None, help="explain the model's K most probable classes at once")
+    ex.add_argument("--contrast", default=None,
+                    help="a class (index or label): explain why the model sees the target rather than this one "
+                         "(perturbation methods)")
     ex.add_argument("--key-frames", type=int, default=None, help="L_K ellipsoid length in frames")
     ex.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
     ex.add_argument("--game", choices=list(GAMES), default=None)
@@ -155,7 +158,7 @@ def cmd_explain(a) -> int:
     try:
         result = pipeline.run(model, video, a.method, target=target, preset=a.preset, seed=a.seed,
                               curve_steps=a.steps if a.curves else 0, random_baseline=True, progress=progress,
-                              **_settings(a))
+                              contrast=a.contrast, **_settings(a))
     finally:
         close()
     several = isinstance(result, list)

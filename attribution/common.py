@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from attribution.errors import Cancelled, InputError
 
 __all__ = ["freeze", "frozen", "should_cancel", "check_cancel", "batch_for_bytes", "halve_on_oom", "check_clip",
-           "saliency_array", "TokenGrid", "guess_token_grid"]
+           "check_frames", "saliency_array", "TokenGrid", "guess_token_grid"]
 
 
 # ------------------------------------------------------------------------------------------------ freezing
@@ -109,6 +109,18 @@ def check_clip(clip, device=None) -> torch.Tensor:
         raise InputError(f"clip must be a tensor (1,3,T,H,W) in [0,1]; got {got}.")
     clip = clip.detach().float()
     return clip.to(device) if device is not None else clip
+
+
+def check_frames(frames) -> np.ndarray:
+    """Video frames as uint8 (T,H,W,3), from uint8 or float-in-[0,1] input; InputError on any other shape."""
+    a = np.asarray(frames)
+    if a.ndim != 4 or a.shape[-1] != 3:
+        raise InputError(f"Frames must be an array of shape (T, H, W, 3); got shape {a.shape}.")
+    if a.dtype == np.uint8:
+        return a
+    if np.issubdtype(a.dtype, np.floating):
+        return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.clip(a, 0, 255).astype(np.uint8)
 
 
 def saliency_array(saliency, T: int, H: int | None = None, W: int | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ The engine layer: no Gradio, no model zoo; callers pass models they loaded.
   model and torch's thread count) and the torch version; :func:`pass_costs` returns them, measuring once.
 * :func:`estimate` adds up a request: a perturbation method (``step``, ``3d-ep``, ``2d-ep``) runs its
   expected iterations, each one batched forward+backward of its A masks plus the engine's per-pixel work;
-  a comparison method makes the passes ``attribution.baselines`` makes with its defaults; the deletion and
+  a comparison method makes the passes ``attribution.methods.baselines`` makes with its defaults; the deletion and
   insertion curves make the batched forwards of ``metrics.deletion_insertion`` (twice with the random map).
 * :func:`refusal` turns an estimate above :func:`default_limit` into one sentence naming cheaper choices.
 
@@ -39,6 +39,7 @@ from typing import Iterable, Sequence
 import torch
 
 from attribution import step as step_mod
+from attribution.common import batch_for_bytes
 
 CACHE_VERSION = 1
 CACHE_ENV = "VAE_COST_CACHE"
@@ -445,9 +446,9 @@ def expected_iterations(settings: step_mod.Settings) -> int:
 
 
 def _grad_batch(clip_bytes: int, samples: int) -> int:
-    # attribution.baselines._grad_batch: as many clips as fit in GRAD_BATCH_BYTES of input
-    from attribution.baselines import GRAD_BATCH_BYTES
-    return max(1, min(samples, int(GRAD_BATCH_BYTES // clip_bytes)))
+    """The batch the gradient methods take (attribution.methods.baselines)."""
+    from attribution.methods.baselines import GRAD_BATCH_BYTES
+    return batch_for_bytes(clip_bytes, None, GRAD_BATCH_BYTES, cap=samples)
 
 
 def _batched(costs: PassCost, clips: int, batch: int, grad: bool) -> float:
@@ -460,8 +461,8 @@ def _batched(costs: PassCost, clips: int, batch: int, grad: bool) -> float:
 
 
 def comparison_passes(method: str, shape: Sequence[int], **options) -> list[tuple[int, int, bool]]:
-    """[(clips, batch, with_backward)] the comparison ``method`` makes with its defaults (attribution.baselines)."""
-    from attribution import baselines as B
+    """[(clips, batch, with_backward)] the comparison ``method`` makes with its defaults (attribution.methods.baselines)."""
+    from attribution.methods import baselines as B
     T, H, W = (int(v) for v in shape)
     clip_bytes = 3 * T * H * W * 4
     if method == "gradient":
@@ -502,7 +503,7 @@ def curve_passes(shape: Sequence[int], steps: int = 128, unit: str = "block", ra
 
 
 def _settings_for(model, method: str, preset: str, overrides: dict) -> step_mod.Settings:
-    from attribution.explain import make_settings
+    from attribution.methods.perturbation import make_settings
     st = make_settings(model, method, preset, overrides)
     return step_mod.method_settings(st, method, getattr(model, "areas", None))
 
@@ -517,7 +518,7 @@ def estimate(model, method: str, preset: str = "fast", *, iterations: int | None
     Args:
         model: the loaded model (its name, input size and registry areas are read; it is not run unless its
             passes are unknown and ``costs`` is not given, in which case they are measured now).
-        method: ``step``, ``3d-ep``, ``2d-ep`` or a comparison method of ``attribution.baselines``.
+        method: ``step``, ``3d-ep``, ``2d-ep`` or a comparison method of ``attribution.methods.baselines``.
         preset: ``fast`` or ``paper`` (perturbation methods only).
         iterations, areas: as the user set them (None: the preset's and the model's).
         curves: add ``deletion_insertion`` with ``curve_steps`` steps (and the random map's curves).
@@ -526,7 +527,7 @@ def estimate(model, method: str, preset: str = "fast", *, iterations: int | None
         costs: a :class:`PassCost` (default :func:`pass_costs` of the model, measuring when unknown).
         engine: the engine's figures for the preset (default :func:`engine_costs`, measuring when unknown).
         compiled: whether the engine has compiled its generator in this process already; when False the
-            one-off compile is added for perturbation runs that compile. Default: from ``step._COMPILED``.
+            one-off compile is added for perturbation runs that compile. Default: ``step.compiled_once()``.
         options: overrides passed to a comparison method (``steps``, ``samples``, ``window``, ...).
 
     Model evaluations: every request makes one forward of the clip (the prediction); a perturbation method
@@ -541,52 +542,76 @@ def estimate(model, method: str, preset: str = "fast", *, iterations: int | None
         parts = [estimate(model, m, preset, iterations=iterations, areas=areas, curves=curves,
                           curve_steps=curve_steps, random_baseline=random_baseline, device=device, costs=costs,
                           engine=engine, compiled=compiled, options=options) for m in compare]
-        passes: dict = {}
-        for p in parts:
-            for k, v in p.passes.items():
-                passes[k] = passes.get(k, 0) + v
-        breakdown = {f"{p.method}: {k}": v for p in parts for k, v in p.breakdown.items()}
-        return Estimate(seconds=sum(p.seconds for p in parts), passes=passes, breakdown=breakdown,
-                        device_kind=kind, method="+".join(compare), preset=preset, model=_model_name(model))
+        return _sum_estimates(parts, kind, "+".join(compare), preset, _model_name(model))
 
     breakdown: dict = {"prediction": costs.forward(1)}
     passes = {"forward": 1, "backward": 0, "iterations": 0}
     if method in step_mod.METHODS:
-        overrides = {k: v for k, v in dict(iterations=iterations, areas=areas).items() if v is not None}
-        st = _settings_for(model, method, preset, overrides)
-        n_it = expected_iterations(st)
-        A = len(st.areas)
-        games = 2 if st.game == "dual" else 1
-        chunk = min(st.batch or A * games, A * games)
-        eng = engine if engine is not None else engine_costs(preset, device, measure=True)
-        per_pixel = eng["per_pixel"] if eng else FALLBACK_PER_PIXEL.get(preset, FALLBACK_PER_PIXEL["paper"])
-        T, H, W = shape
-        model_s = _batched(costs, A * games, chunk, grad=True)
-        engine_s = per_pixel * A * T * H * W
-        breakdown["model passes"] = n_it * model_s
-        breakdown["engine"] = n_it * engine_s
-        will_compile = st.compile if st.compile is not None else st.iterations >= step_mod.COMPILE_MIN_ITERATIONS
-        if compiled is None:
-            compiled = bool(step_mod._COMPILED) and not step_mod._COMPILED.get("broken")
-        if will_compile and not compiled:
-            breakdown["compile (first run)"] = eng["compile"] if eng else FALLBACK_COMPILE_SECONDS
-        passes["backward"] += n_it * A * games
-        passes["iterations"] = n_it
-        passes["areas"] = A
+        _add_perturbation(breakdown, passes, model, method, preset, iterations=iterations, areas=areas,
+                          shape=shape, costs=costs, engine=engine, device=device, compiled=compiled)
     else:
-        opts = dict(options or {})
-        for clips, batch, grad in comparison_passes(method, shape, **opts):
-            breakdown.setdefault("model passes", 0.0)
-            breakdown["model passes"] += _batched(costs, clips, batch, grad)
-            passes["backward" if grad else "forward"] += clips
+        _add_comparison(breakdown, passes, method, shape, costs, options)
     if curves:
-        s = 0.0
-        for clips, batch, _ in curve_passes(shape, curve_steps, random_baseline=random_baseline):
-            s += _batched(costs, clips, batch, grad=False)
-            passes["forward"] += clips
-        breakdown["curves"] = s
+        _add_curves(breakdown, passes, shape, costs, curve_steps, random_baseline)
     return Estimate(seconds=sum(breakdown.values()), passes=passes, breakdown=breakdown, device_kind=kind,
                     method=method, preset=preset if method in step_mod.METHODS else None, model=_model_name(model))
+
+
+def _sum_estimates(parts: Sequence[Estimate], kind: str, method: str, preset: str, model: str) -> Estimate:
+    """The methods of a comparison run one after the other: their seconds and passes add up; each line of the
+    breakdown is prefixed with its method."""
+    passes: dict = {}
+    for p in parts:
+        for k, v in p.passes.items():
+            passes[k] = passes.get(k, 0) + v
+    breakdown = {f"{p.method}: {k}": v for p in parts for k, v in p.breakdown.items()}
+    return Estimate(seconds=sum(p.seconds for p in parts), passes=passes, breakdown=breakdown,
+                    device_kind=kind, method=method, preset=preset, model=model)
+
+
+def _add_perturbation(breakdown: dict, passes: dict, model, method: str, preset: str, *, iterations, areas,
+                      shape, costs: PassCost, engine, device, compiled) -> None:
+    """Add a perturbation run to breakdown and passes: its expected iterations, each a batched forward+backward
+    of the A masks (2·A for ``dual``) plus the engine's per-pixel work, and the one-off compile when due."""
+    overrides = {k: v for k, v in dict(iterations=iterations, areas=areas).items() if v is not None}
+    st = _settings_for(model, method, preset, overrides)
+    n_it = expected_iterations(st)
+    A = len(st.areas)
+    games = 2 if st.game == "dual" else 1
+    chunk = min(st.batch or A * games, A * games)
+    eng = engine if engine is not None else engine_costs(preset, device, measure=True)
+    per_pixel = eng["per_pixel"] if eng else FALLBACK_PER_PIXEL.get(preset, FALLBACK_PER_PIXEL["paper"])
+    T, H, W = shape
+    model_s = _batched(costs, A * games, chunk, grad=True)
+    engine_s = per_pixel * A * T * H * W
+    breakdown["model passes"] = n_it * model_s
+    breakdown["engine"] = n_it * engine_s
+    will_compile = st.compile if st.compile is not None else st.iterations >= step_mod.COMPILE_MIN_ITERATIONS
+    if compiled is None:
+        compiled = step_mod.compiled_once()
+    if will_compile and not compiled:
+        breakdown["compile (first run)"] = eng["compile"] if eng else FALLBACK_COMPILE_SECONDS
+    passes["backward"] += n_it * A * games
+    passes["iterations"] = n_it
+    passes["areas"] = A
+
+
+def _add_comparison(breakdown: dict, passes: dict, method: str, shape, costs: PassCost, options) -> None:
+    """Add the passes a comparison method makes with its defaults (and ``options``) to breakdown and passes."""
+    opts = dict(options or {})
+    for clips, batch, grad in comparison_passes(method, shape, **opts):
+        breakdown.setdefault("model passes", 0.0)
+        breakdown["model passes"] += _batched(costs, clips, batch, grad)
+        passes["backward" if grad else "forward"] += clips
+
+
+def _add_curves(breakdown: dict, passes: dict, shape, costs: PassCost, steps: int, random_baseline: bool) -> None:
+    """Add the batched forwards of the deletion and insertion curves to breakdown and passes."""
+    s = 0.0
+    for clips, batch, _ in curve_passes(shape, steps, random_baseline=random_baseline):
+        s += _batched(costs, clips, batch, grad=False)
+        passes["forward"] += clips
+    breakdown["curves"] = s
 
 
 # ------------------------------------------------------------------------------------------------- limits

@@ -46,6 +46,8 @@ class Explanation:
     curves: Any = None                       # metrics.Curves once computed
     source: dict = dataclasses.field(default_factory=dict)  # path, fps, frame indices and times
     event: tuple | None = None               # known evidence window (toy clips), for plots
+    contrast: int | None = None              # "why target rather than contrast" (the pairwise game)
+    contrast_label: str | None = None
     model_info: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -63,6 +65,7 @@ class Explanation:
             "frames": list(self.saliency.shape), "temporal": [round(float(x), 5) for x in self.temporal],
             "peak_frame": self.peak_frame, "timings": self.timings, "source": self.source,
             "event": list(self.event) if self.event else None, "versions": versions(),
+            "contrast": None if self.contrast is None else {"index": self.contrast, "label": self.contrast_label},
         }
         if self.history and self.history.get("prob"):
             out["final_probability_per_mask"] = self.history["prob"][-1]
@@ -208,7 +211,7 @@ def _model_info(model) -> dict:
 
 
 def explain(model, frames_or_clip, target=None, method: str = "step", preset: str = "fast", device=None,
-            seed: int = 0, progress: Callable | None = None, cancel=None, event=None,
+            seed: int = 0, progress: Callable | None = None, cancel=None, event=None, contrast=None,
             **overrides) -> Explanation | list[Explanation]:
     """Explain why ``model`` predicts ``target`` on a clip.
 
@@ -228,6 +231,8 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
         progress: ``progress(done, total, info)``, called as the optimisation advances.
         cancel: ``threading.Event`` or callable; when set, raises ``step.Cancelled``.
         event: known evidence window (start, end) of the clip, only drawn in plots.
+        contrast: a class (index or label): explain why the model sees ``target`` *rather than* it (the
+            perturbation methods' pairwise game, docs/method.md).
         **overrides: any :class:`attribution.step.Settings` field (iterations, areas, lr, grid_step, sigma,
             key_frames, perturbation, game, area_weight, area_growth, core_weight, core_warmup, ...);
             ``precision="fp32"`` turns off the autocast a GPU gets by default.
@@ -246,6 +251,12 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
         targets = [resolve_target(model, t, probs) for t in (target if several else [target])]
         if several and not targets:
             raise InputError("Give at least one target class.")
+        if contrast is not None:
+            if not spec.takes_settings:
+                raise InputError(f"'Rather than' works with the perturbation methods "
+                                 f"({', '.join(methods.perturbation_methods())}), not with {method!r}.")
+            contrast = resolve_target(model, contrast, probs)
+            overrides["contrast"] = contrast
         top = probs.topk(min(5, probs.numel()))
         topk = [(model.labels[i], float(v)) for v, i in zip(top.values.tolist(), top.indices.tolist())]
         t2 = time.perf_counter()
@@ -265,5 +276,6 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
             saliency=sal, temporal=sal.mean((1, 2)), frames=frames, method=method,
             preset=extras.pop("preset", None), settings=res.settings, seed=seed, evaluations=res.evaluations,
             source=dict(prepared.source), event=tuple(event) if event is not None else None,
-            model_info=_model_info(model), timings=dict(timings), **extras))
+            model_info=_model_info(model), timings=dict(timings), contrast=contrast,
+            contrast_label=None if contrast is None else model.labels[contrast], **extras))
     return out if several else out[0]

@@ -7,16 +7,16 @@ the rotation a phone stored in the file, turns every pixel format (gray, 10-bit,
 RGB uint8, and turns every failure into a ``VideoError`` whose message is one sentence for a person.
 
 ``write_video`` writes H.264 / yuv420p / faststart mp4, the one combination every browser plays.
-``probe_video`` reports what a file contains (tests and the app use it to check outputs).
 
 How ``load_video`` decodes (two reads of the file, one decode):
 
-1. *Scan*: demux the video packets without decoding them to learn every frame's presentation
+1. *Scan* (``_scan_file``): demux the video packets without decoding them to learn every frame's presentation
    timestamp. This is cheap (about 15 ms for 900 frames) and gives the true frame count even where the
    container reports 0 frames (webm / mkv) and the true times where the frame rate varies.
 2. *Pick*: choose the wanted frames from those timestamps (see ``_pick_frames``).
-3. *Decode*: decode from the start, convert to RGB only the wanted frames (matched by timestamp), and
-   stop after the last one.
+3. *Decode* (``_decode_wanted``): decode from the start, convert to RGB only the wanted frames (matched by
+   timestamp), and stop after the last one; a few frames that fail to decode are stood in by their nearest
+   decoded neighbour (``_stand_in_missing``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,14 @@ import numpy as np
 
 from attribution.errors import ExplorerError, InputError, VideoError
 
-__all__ = ["Video", "load_video", "load_clip", "write_video", "probe_video", "apply_display_matrix", "MAX_FRAMES"]
+__all__ = ["Video", "load_video", "load_clip", "write_video", "apply_display_matrix", "MAX_FRAMES"]
 
 MAX_FRAMES = 2000  # most frames one call returns (2000 x 640x360 RGB is 1.4 GB)
+# What every reader (API, CLI, batch, app) refuses before decoding; the app lowers MAX_BYTES by VAE_MAX_UPLOAD_MB.
+MAX_BYTES = 200 * 2**20          # file size
+MAX_SECONDS = 600.0              # video length
+MAX_PIXELS = 4096 * 4096         # frame resolution, width x height (4K UHD and DCI 4K fit)
+MAX_SIDE = 640                   # frames are shrunk to this while decoding, before the model's own resize
 
 _TEXT = "The file '{name}' is a text file, not a video: upload a video file such as mp4, webm or mov."
 
@@ -69,8 +74,8 @@ class Video:
 # Reading
 
 
-def load_video(path, num_frames=None, max_side=640, start=None, end=None, *, sampler=None,
-               max_bytes=200 * 2**20, max_seconds=600, max_pixels=8192 * 8192) -> Video:
+def load_video(path, num_frames=None, max_side=MAX_SIDE, start=None, end=None, *, sampler=None,
+               max_bytes=MAX_BYTES, max_seconds=MAX_SECONDS, max_pixels=MAX_PIXELS) -> Video:
     """Decode ``num_frames`` frames sampled uniformly in time from a video file.
 
     Args:
@@ -122,6 +127,27 @@ def load_clip(path, model, start=None, end=None, **kwargs) -> Video:
 
 
 def _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, max_pixels, sampler):
+    """``load_video``'s steps (the module docstring): check the request, scan, pick, decode."""
+    start, end = _check_request(num_frames, max_side, start, end)
+    path = _check_file(path, max_bytes)
+    scan, duration = _scan_file(path, max_seconds, max_pixels)
+    positions = _pick_frames(scan.times, num_frames, start, end, scan.uniform, duration, sampler, scan.fps)
+    wanted = set(scan.keys[positions].tolist())
+    kept, size = _decode_wanted(path, scan, wanted, max_side, max_pixels)
+    positions = _stand_in_missing(kept, wanted, positions, scan, path.name)
+    return Video(
+        frames=np.stack([kept[k] for k in scan.keys[positions].tolist()]),
+        fps=scan.fps,
+        duration=float(duration),
+        size=size,
+        indices=positions.astype(np.int64),
+        times=scan.times[positions],
+        num_source_frames=len(scan.times),
+    )
+
+
+def _check_request(num_frames, max_side, start, end) -> tuple[float, float]:
+    """(start, end) in seconds (None: 0 and infinity); InputError on a bad num_frames, max_side or window."""
     if num_frames is not None and not 1 <= int(num_frames) <= MAX_FRAMES:
         raise InputError(f"num_frames must be between 1 and {MAX_FRAMES}, got {num_frames}.")
     if max_side is not None and int(max_side) < 1:
@@ -131,44 +157,59 @@ def _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, 
     if start < 0 or end <= start:
         raise InputError(f"start and end must satisfy 0 <= start < end (seconds), got start={start}, "
                          f"end={end}.")
+    return start, end
 
-    path = _check_file(path, max_bytes)
-    name = path.name
+
+def _scan_file(path: Path, max_seconds, max_pixels) -> tuple[_Scan, float]:
+    """The first read: check resolution and length, scan every frame's timestamp; (scan, duration in seconds)."""
     with _open(path) as container:
-        stream = _video_stream(container, name)
+        stream = _video_stream(container, path.name)
         width, height = stream.codec_context.width, stream.codec_context.height
         _check_resolution(width, height, max_pixels)
         header_duration = _header_duration(container, stream)
         if header_duration is not None:
             _check_length(header_duration, max_seconds)
-        scan = _scan(container, stream, name, max_seconds)
+        scan = _scan(container, stream, path.name, max_seconds)
         # The container's duration can include a longer audio track; the scan measures the video itself.
         duration = float(stream.duration * stream.time_base) if stream.duration else scan.duration
+    return scan, duration
 
-    times = scan.times
-    n_source = len(times)
 
-    positions = _pick_frames(times, num_frames, start, end, scan.uniform, duration, sampler, scan.fps)
-    wanted = set(scan.keys[positions].tolist())
-
+def _decode_wanted(path: Path, scan: _Scan, wanted: set, max_side, max_pixels):
+    """The second read: decode until every wanted frame is in. Returns (kept, size): kept maps a frame's key to
+    its RGB uint8 (h,w,3), scaled to max_side and upright; size is the clip's (width, height) as displayed
+    (None when no frame decoded)."""
     with _open(path) as container:
-        stream = _video_stream(container, name)
+        stream = _video_stream(container, path.name)
         stream.thread_type = "AUTO"
         sar = stream.codec_context.sample_aspect_ratio
-        kept, matrix, first = {}, None, True
+        kept, matrix, size = {}, None, None
         for frame, key in _decode(container, stream, scan):
-            if first:  # the first frame fixes size and orientation for the whole clip
+            if size is None:  # the first frame fixes size and orientation for the whole clip
                 width, height = frame.width, frame.height
                 _check_resolution(width, height, max_pixels)
                 matrix = _display_matrix(frame)
                 display_w = width * float(sar) if sar and sar > 0 else float(width)
                 out_w, out_h = _fit(display_w, height, max_side)
-                first = False
+                size = _display_size(display_w, height, matrix)
             if key in wanted and key not in kept:
                 kept[key] = apply_display_matrix(_to_rgb(frame, out_w, out_h), matrix)
                 if len(kept) == len(wanted):
                     break
+    return kept, size
 
+
+def _display_size(display_w: float, height: int, matrix) -> tuple[int, int]:
+    """(width, height) of a frame as shown: the display width and height, swapped when the matrix turns it."""
+    size = (round(display_w), height)
+    if _swaps_axes(matrix):
+        size = size[::-1]
+    return int(size[0]), int(size[1])
+
+
+def _stand_in_missing(kept: dict, wanted: set, positions: np.ndarray, scan: _Scan, name: str) -> np.ndarray:
+    """The positions, each undecodable frame replaced by the nearest one that decoded; VideoError when no frame
+    or at most half of the wanted ones decoded."""
     if not kept:
         raise VideoError(f"No frame of the video '{name}' could be decoded: the file is probably "
                          "damaged; export or upload it again.")
@@ -182,19 +223,7 @@ def _load_video(path, num_frames, max_side, start, end, max_bytes, max_seconds, 
         found = np.flatnonzero(np.isin(scan.keys, list(kept)))
         positions = np.array([p if scan.keys[p] in kept else found[np.abs(found - p).argmin()]
                               for p in positions])
-
-    size = (round(display_w), height)
-    if _swaps_axes(matrix):
-        size = size[::-1]
-    return Video(
-        frames=np.stack([kept[k] for k in scan.keys[positions].tolist()]),
-        fps=scan.fps,
-        duration=float(duration),
-        size=(int(size[0]), int(size[1])),
-        indices=positions.astype(np.int64),
-        times=times[positions],
-        num_source_frames=n_source,
-    )
+    return positions
 
 
 def _check_file(path, max_bytes) -> Path:
@@ -578,53 +607,3 @@ def write_video(frames, path, fps=8, crf=18):
         raise VideoError(f"The video could not be written to '{_name(path)}' ({_reason(e)}): check that "
                          "the folder exists and is writable.") from e
     return path
-
-
-def probe_video(path) -> dict:
-    """What a video file contains, without decoding it.
-
-    Returns a dict: codec (e.g. "h264"), profile (e.g. "High"), pix_fmt (e.g. "yuv420p"), width,
-    height (coded size), rotation (degrees counter-clockwise, from the display matrix), frames (counted
-    by demuxing where the container does not say), fps (average), duration (seconds), has_audio, and
-    faststart (True when an mp4/mov index precedes its data, None for other containers).
-    """
-    path = _check_file(path, None)
-    with _open(path) as container:
-        stream = _video_stream(container, path.name)
-        cc = stream.codec_context
-        info = dict(codec=cc.name, profile=cc.profile, pix_fmt=cc.pix_fmt, width=cc.width,
-                    height=cc.height, frames=stream.frames,
-                    fps=float(stream.average_rate) if stream.average_rate else None,
-                    duration=_header_duration(container, stream),
-                    has_audio=bool(container.streams.audio), rotation=0,
-                    faststart=_moov_first(path) if "mp4" in container.format.name else None)
-        count, rotation = 0, None
-        for packet in container.demux(stream):
-            count += bool(packet.size)
-            if rotation is None:  # the rotation travels on decoded frames: decode until the first one
-                try:
-                    frames = stream.decode(packet)
-                except av.error.FFmpegError:
-                    frames = []
-                if frames:
-                    rotation = info["rotation"] = frames[0].rotation
-        if not info["frames"]:
-            info["frames"] = count
-    return info
-
-
-def _moov_first(path: Path):
-    """True if the mp4 index (moov) comes before the media data (mdat), walking the top-level boxes."""
-    with open(path, "rb") as f:
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                return None
-            size, kind = int.from_bytes(header[:4], "big"), header[4:]
-            if kind in (b"moov", b"mdat"):
-                return kind == b"moov"
-            if size == 1:
-                size = int.from_bytes(f.read(8), "big") - 8
-            elif size == 0:
-                return None
-            f.seek(size - 8, os.SEEK_CUR)

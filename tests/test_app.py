@@ -408,15 +408,15 @@ def test_warm_up_compiles_the_generator_for_the_default_request(app, monkeypatch
 
 
 # ------------------------------------------------------------------------------------ the verdict sentence
-def _explanation(curves=None, event=None, peak=5):
+def _explanation(curves=None, event=None, peak=5, label="moving left", probability=0.9, contrast_label=None):
     """What summary_markdown reads of an Explanation, built by hand."""
     import types
     temporal = np.full(16, 0.1)
     temporal[peak] = 1.0
-    return types.SimpleNamespace(topk=[("moving left", 0.9), ("moving up", 0.1)], label="moving left",
-                                 probability=0.9, method="step", preset="fast", iterations=100,
+    return types.SimpleNamespace(topk=[("moving left", 0.9), ("moving up", 0.1)], label=label,
+                                 probability=probability, method="step", preset="fast", iterations=100,
                                  timings={"total": 1.0}, peak_frame=peak, temporal=temporal, source={},
-                                 event=event, curves=curves)
+                                 event=event, curves=curves, contrast_label=contrast_label)
 
 
 def _curves(deletion, random_deletion, insertion, random_insertion):
@@ -443,6 +443,22 @@ def test_the_summary_says_whether_the_peak_is_in_the_known_window(app):
     assert "the peak is outside that window" in ui_text.summary_markdown(_explanation(event=(3, 9), peak=9))
     assert "frames 4 to 9" in ui_text.summary_markdown(_explanation(event=(3, 9)))
     assert "Known evidence" not in ui_text.summary_markdown(_explanation())
+
+
+def test_the_summary_says_when_the_model_hardly_sees_the_class_and_names_the_contrast(app):
+    weak = ui_text.summary_markdown(_explanation(label="moving down", probability=0.004))
+    assert "hardly sees here** (0.4 %" in weak and "not evidence that it sees it" in weak
+    assert "hardly sees" not in ui_text.summary_markdown(_explanation())
+    pair = ui_text.summary_markdown(_explanation(contrast_label="moving up"))
+    assert "*rather than* **moving up**" in pair
+
+
+def test_explain_callback_rather_than(app, clip):
+    *_, archive, summary = app.explain_clip(clip, "toy", "moving down", "step", "fast", 0, 0, "", FEW, 0, "blur",
+                                            0, False, "auto", False, "moving up")
+    saved = json.loads(zipfile.ZipFile(archive).read("summary.json"))
+    assert saved["contrast"] == {"index": 2, "label": "moving up"}
+    assert saved["label"] == "moving down" and "*rather than* **moving up**" in summary
 
 
 # ------------------------------------------------------------------------------------------ concurrency

@@ -79,6 +79,8 @@ def model_work(job: Job, progress=None, cancel=None):
                 job.settings = dict(job.settings, compile=False) if job.settings else job.settings  # unsupported
             common = dict(target=job.target, preset=job.preset, seed=job.seed, event=job.event,
                           curve_steps=job.curve_steps, progress=_progress(progress), cancel=cancel, **job.settings)
+            if job.compare:
+                common.pop("contrast", None)
             if job.compare == "target":
                 del common["target"]
                 return pipeline.compare_targets(m, job.video, job.methods[0], job.top_k, **common)
@@ -119,17 +121,20 @@ def predict_clip(video, model: str = DEFAULT_MODEL, start: float = 0, end: float
 def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: str = config.DEFAULT_METHOD,
                  preset: str = DEFAULT_PRESET, start: float = 0, end: float = 0, areas: str = "",
                  iterations: float = 0, key_frames: float = 0, perturbation: str = "blur", seed: float = 0,
-                 curves: bool = True, precision: str = "auto", paper_curves: bool = False, progress=gr.Progress(),
-                 cancel=None):
+                 curves: bool = True, precision: str = "auto", paper_curves: bool = False, contrast: str = "",
+                 progress=gr.Progress(), cancel=None):
     """Explain why ``model`` predicts ``target`` (default: its top-1 class) on the clip.
 
     Returns the top-5 predictions (label -> probability), the overlay video (H.264 mp4), the temporal plot and
     the deletion/insertion plot (PNG paths; the latter None when ``curves`` is off; ``VAE_CURVE_STEPS`` steps,
     the paper's 128 with ``paper_curves``), a zip with every file, and a plain-language summary (Markdown).
-    ``cancel`` (a ``threading.Event``) stops it after the current iteration.
+    ``contrast``: a class to explain the target *rather than* (perturbation methods; "" for none). ``cancel``
+    (a ``threading.Event``) stops it after the current iteration.
     """
     method = method or config.DEFAULT_METHOD
     settings = inputs.overrides(method, areas, iterations, key_frames, perturbation, precision)
+    if inputs.parse_target(contrast) is not None:
+        settings["contrast"] = inputs.parse_target(contrast)
     seed = inputs.number(seed, "Seed", integer=True, minimum=0) or 0
     path, m, v, trimmed = inputs.load(video, model, start, end, progress)
     job = Job(model or DEFAULT_MODEL, v, [method], target=inputs.parse_target(target),
@@ -191,11 +196,12 @@ async def explain_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP
                             preset: str = DEFAULT_PRESET, start: float = 0, end: float = 0, areas: str = "",
                             iterations: float = 0, key_frames: float = 0, perturbation: str = "blur",
                             seed: float = 0, curves: bool = True, precision: str = "auto",
-                            paper_curves: bool = False, progress=gr.Progress()):
+                            paper_curves: bool = False, contrast: str = "", progress=gr.Progress()):
     """:func:`explain_clip` as the Explain button and the ``/explain`` endpoint run it: Stop (or a client's
     ``Job.cancel()``) ends it after the current iteration."""
     return await stoppable(explain_clip, video, model, target, method, preset, start, end, areas, iterations,
-                           key_frames, perturbation, seed, curves, precision, paper_curves, progress=progress)
+                           key_frames, perturbation, seed, curves, precision, paper_curves, contrast,
+                           progress=progress)
 
 
 async def compare_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None,
@@ -216,7 +222,8 @@ def explain_example(video, model):
 
 
 def on_model_change(model):
-    return gr.Dropdown(choices=inputs.target_choices(model), value=TOP1), text.model_markdown(model)
+    return (gr.Dropdown(choices=inputs.target_choices(model), value=TOP1), text.model_markdown(model),
+            gr.Dropdown(choices=inputs.contrast_choices(model), value=config.NO_CONTRAST))
 
 
 def on_compare_model_change(model):

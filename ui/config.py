@@ -30,6 +30,7 @@ TMP_ROOT = Path(os.environ.get("VAE_TMP") or Path(tempfile.gettempdir()) / "vide
 MARGIN = 0.01                 # AUC difference below which a map is said to do no better than random
 TOP1 = ""                     # target value meaning "the model's top-1 class"
 TOP1_CHOICE = ("Top-1 prediction (default)", TOP1)
+NO_CONTRAST = ""              # "rather than" value meaning "no contrast: the plain game"
 DEFAULT_METHOD = "step"
 DEFAULT_PRESET = "fast"
 DEFAULT_COMPARE = ["step", "gradient", "grad-cam", "random"]

@@ -52,6 +52,11 @@ def target_choices(model_name: str, top5=None) -> list:
     return choices
 
 
+def contrast_choices(model_name: str) -> list:
+    """The "rather than" dropdown: none first, then every label."""
+    return [("— (no contrast)", config.NO_CONTRAST), *labels_of(model_name)]
+
+
 def path_of(video) -> str | None:
     """The file path inside whatever Gradio or a direct caller passed (str, Path, dict, FileData)."""
     if video is None:

@@ -6,6 +6,8 @@ from attribution.methods import short_name
 from model_zoo import get_entry
 from ui.config import MARGIN, PAPER_CURVE_STEPS
 
+UNSEEN = 0.05   # below this probability on the whole clip, a target is one the model does not see there
+
 INTRO = """
 # Video Attribution Explorer
 **Why did the video classifier say that?** Upload a short clip (mp4, webm, mov, avi or mkv; or record one with
@@ -115,6 +117,8 @@ def summary_markdown(exp) -> str:
     lines = [f"### The model sees **{top_label}** ({pct(top_p)})"]
     which = ("its top-1 class" if exp.label == top_label else
              f"the class you chose, **{exp.label}** ({pct(exp.probability)})")
+    if exp.contrast_label:
+        which += f" *rather than* **{exp.contrast_label}**"
     how = short_name(exp.method)
     if exp.preset:
         how += f" ({exp.preset} preset, {exp.iterations} iterations)"
@@ -122,6 +126,9 @@ def summary_markdown(exp) -> str:
     when = seen(exp)
     if when:
         lines.append(when)
+    if exp.probability < UNSEEN:
+        lines.append(f"- **A class the model hardly sees here** ({pct(exp.probability)} on the whole clip): the map "
+                     "shows what would push the model towards it, not evidence that it sees it.")
     peak = exp.peak_frame
     lines.append(f"- **Where and when:** the bright regions are what the model relies on; the most important "
                  f"moment is frame {peak + 1} of {len(exp.temporal)}{time_of(exp, peak)}.")
