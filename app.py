@@ -28,7 +28,7 @@ from model_zoo import load_model
 from ui import config, costs, inputs, text
 from ui.callbacks import (compare_clip, compare_cost, compare_stoppable, examples, explain_clip,  # noqa: F401
                           explain_example, explain_stoppable, on_compare_model_change, on_model_change,
-                          predict_clip, warm_up)
+                          predict_clip, sanity_clip, sanity_stoppable, warm_up)
 from ui.config import (CONCURRENCY, DEFAULT_MODEL, HARDWARE, KEEP_SECONDS, MAX_QUEUE, MAX_UPLOAD_MB,
                        TOP1)
 
@@ -150,6 +150,7 @@ def _compare_tab(models) -> SimpleNamespace:
                                                             f"(default {config.CURVE_STEPS})")
             with gr.Row():
                 w.compare = gr.Button("Compare", variant="primary", size="lg", scale=3, elem_id="vae-compare-btn")
+                w.sanity = gr.Button("Sanity check", size="lg", scale=2, elem_id="vae-sanity-btn")
                 w.stop = gr.Button("Stop", variant="stop", size="lg", scale=1, elem_id="vae-compare-stop-btn")
             w.cost = gr.Markdown(costs.cost_markdown(DEFAULT_MODEL, default), elem_id="vae-compare-cost")
         with gr.Column(scale=3, min_width=420):
@@ -182,6 +183,9 @@ def _wire(ex: SimpleNamespace, cm: SimpleNamespace) -> None:
                             cm.seed, cm.paper_curves, cm.by, cm.top_k], [cm.strip, cm.table, cm.zip, cm.note],
         api_name="compare",
         **model_group)
+    sanity_event = cm.sanity.click(
+        sanity_stoppable, [cm.video, cm.model, cm.target, cm.methods, cm.preset, cm.start, cm.end, cm.iterations,
+                           cm.seed], [cm.strip, cm.table, cm.zip, cm.note], api_name="sanity", **model_group)
     # The expected time follows the settings (from figures already timed: nothing runs a model here).
     cost_inputs = [ex.model, ex.method, ex.preset, ex.areas, ex.iterations, ex.curves, ex.paper_curves]
     for widget in cost_inputs:
@@ -191,7 +195,7 @@ def _wire(ex: SimpleNamespace, cm: SimpleNamespace) -> None:
         widget.change(compare_cost, cmp_cost_inputs, cm.cost, queue=False, **private)
     # Stop cancels the running event; ui.runtime.stoppable turns that into the engine's cancel flag.
     ex.stop.click(None, None, None, cancels=[explain_event], **private)
-    cm.stop.click(None, None, None, cancels=[compare_event], **private)
+    cm.stop.click(None, None, None, cancels=[compare_event, sanity_event], **private)
 
 
 def build_demo() -> gr.Blocks:

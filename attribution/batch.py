@@ -190,16 +190,16 @@ def _barrier(tdist, device) -> None:
 
 def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, target=None, seed: int = 0,
                  curves: bool = False, steps: int = PAPER_CURVE_STEPS, overrides: dict | None = None, start=None,
-                 end=None) -> dict:
-    """Explain one clip (:func:`attribution.pipeline.run`), save it into ``out`` and return its result line
-    (without id / status)."""
+                 end=None, cache=None) -> dict:
+    """Explain one clip (:func:`attribution.pipeline.run`, through ``cache`` when given), save it into ``out``
+    and return its result line (without id / status; ``cached``: whether it came from the cache)."""
     from attribution.video import load_clip
 
     t0 = time.perf_counter()
     video = load_clip(clip, model, start=start, end=end)
     t1 = time.perf_counter()
     exp = pipeline.run(model, video, method, target=target, preset=preset, seed=seed,
-                       curve_steps=steps if curves else 0, **(overrides or {}))
+                       curve_steps=steps if curves else 0, cache=cache, **(overrides or {}))
     exp.source["path"] = clip
     t2 = time.perf_counter()
     row = {"clip": clip, "model": model.name, "method": exp.method, "preset": exp.preset, "seed": seed,
@@ -207,7 +207,8 @@ def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, targe
                           "probability": round(exp.topk[0][1], 5)},
            "target": exp.target, "label": exp.label, "probability": round(exp.probability, 5),
            "peak_frame": exp.peak_frame, "iterations": exp.iterations, "evaluations": exp.evaluations,
-           "frames": exp.source.get("indices"), "times": exp.source.get("times")}
+           "frames": exp.source.get("indices"), "times": exp.source.get("times"),
+           "cached": exp.source.get("cache") == "hit"}
     if exp.curves is not None:
         row.update(exp.curves.aucs())
     exp.save(out)
@@ -221,7 +222,7 @@ def explain_clip(model, clip: str, out: Path, *, method: str, preset: str, targe
 def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str = "fast",
               target=None, seed: int = 0, curves: bool = False, steps: int = PAPER_CURVE_STEPS, device=None,
               overrides: dict | None = None, retry_errors: bool = False, dist: Dist | None = None,
-              start=None, end=None, log=sys.stderr) -> dict:
+              start=None, end=None, cache=None, log=sys.stderr) -> dict:
     """Explain every clip of ``source`` (folder or list) into ``out_dir``; resumable; sharded under torchrun.
 
     Args:
@@ -234,6 +235,8 @@ def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str
         curves: also measure deletion/insertion (blocks, blur substrate, ``steps`` steps) with a random map.
         device: default ``cuda:LOCAL_RANK`` when there is a GPU, else the CPU.
         retry_errors: also rerun clips whose input failed before.
+        cache: a result cache (``attribution.cache.ResultCache``): a clip explained before with the same model,
+            settings and seed (in this run's folder or any other) is read from it, not computed again.
         dist: rank and world size; default from the RANK / WORLD_SIZE / LOCAL_RANK environment.
 
     Returns:
@@ -254,7 +257,7 @@ def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str
     stats = {"rank": dist.rank, "world": dist.world, "clips": len(clips), "assigned": len(mine),
              "skipped": len(mine) - len(todo), "ok": 0, "errors": 0}
     job = dict(method=method, preset=preset, target=target, seed=seed, curves=curves, steps=steps,
-               overrides=overrides, start=start, end=end)
+               overrides=overrides, start=start, end=end, cache=cache)
     with _process_group(dist, dev) as tdist:
         net = _model_on(model, dev, needed=bool(todo))
         _explain_clips(net, todo, ids, out, results, dist, stats, log, job)

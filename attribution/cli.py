@@ -53,6 +53,9 @@ def _run_args(p, device_help: str) -> None:
     p.add_argument("--steps", type=int, default=PAPER_CURVE_STEPS,
                    help=f"deletion/insertion steps (default {PAPER_CURVE_STEPS}, the paper's)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="always compute (default: a request made before is read from the result cache, "
+                        "$VAE_CACHE_DIR; see 'cache')")
     _engine_args(p)
 
 
@@ -86,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the registered models")
 
+    from attribution import cache, sanity
+    cache.add_arguments(sub.add_parser("cache", help="the result cache: where it is and how big (info), or empty "
+                                                     "it (clear)"))
+    sanity.add_arguments(sub.add_parser("sanity", help="does each method's map depend on the model? (cascading "
+                                                       "randomisation of the model's layers, Adebayo et al. 2018)"))
+
     bt = sub.add_parser("batch", help="explain every clip of a folder or list into DIR (resumable; shards "
                                       "clips across processes under torchrun)",
                         description="Explain every clip and write DIR/<clip>/ plus one JSON line per clip to "
@@ -117,6 +126,12 @@ def _progress_bar(quiet: bool):
             bar.set_postfix(p=f"{info['probability']:.3f}", refresh=False)
         bar.refresh()
     return update, bar.close
+
+
+def _cache(a):
+    """The result cache, unless --no-cache."""
+    from attribution.cache import ResultCache
+    return ResultCache() if a.cache else None
 
 
 def _targets(a, model, video):
@@ -158,7 +173,7 @@ def cmd_explain(a) -> int:
     try:
         result = pipeline.run(model, video, a.method, target=target, preset=a.preset, seed=a.seed,
                               curve_steps=a.steps if a.curves else 0, random_baseline=True, progress=progress,
-                              contrast=a.contrast, **_settings(a))
+                              contrast=a.contrast, cache=_cache(a), **_settings(a))
     finally:
         close()
     several = isinstance(result, list)
@@ -192,7 +207,7 @@ def cmd_batch(a) -> int:
     from attribution.batch import read_results, run_batch, summarise
 
     overrides = _settings(a)
-    stats = run_batch(a.clips, a.out, model=a.model, method=a.method, preset=a.preset, target=a.target,
+    stats = run_batch(a.clips, a.out, model=a.model, method=a.method, preset=a.preset, target=a.target, cache=_cache(a),
                       seed=a.seed, curves=a.curves, steps=a.steps, device=a.device, overrides=overrides,
                       retry_errors=a.retry_errors, start=a.start, end=a.end, log=None if a.quiet else sys.stderr)
     if stats["rank"] == 0:  # after the merge: every rank's clips, this run's and earlier runs'
@@ -202,9 +217,12 @@ def cmd_batch(a) -> int:
 
 
 def main(argv=None) -> int:
+    from attribution import cache, sanity
     a = build_parser().parse_args(argv)
+    commands = {"explain": cmd_explain, "models": cmd_models, "batch": cmd_batch, "cache": cache.run_cli,
+                "sanity": sanity.run_cli}
     try:
-        return {"explain": cmd_explain, "models": cmd_models, "batch": cmd_batch}[a.command](a)
+        return commands[a.command](a)
     except ExplorerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -44,16 +44,22 @@ def _staged(progress: Callable | None, **info) -> Callable | None:
 
 def run(model, video, method: str = "step", *, target=None, preset: str = "fast", seed: int = 0,
         curve_steps: int = 0, random_baseline: bool | str = True, event=None, progress: Callable | None = None,
-        cancel=None, stage: dict | None = None, **settings):
+        cancel=None, stage: dict | None = None, cache=None, **settings):
     """Explain ``video`` (a path, a ``Video``, frames, a clip tensor or a prepared clip) with ``method`` and, when
     ``curve_steps`` > 0, measure its deletion / insertion curves (with a random map's when ``random_baseline``;
     ``"first"``: on the first of several targets only) on the same prepared clip: ``exp.curves``.
 
     ``target`` as :func:`attribution.explain`: a list gives a list of Explanations (one optimisation batch for
-    the perturbation methods), each with its curves. Everything else is :func:`attribution.explain`'s;
-    ``settings`` are the method's options.
+    the perturbation methods), each with its curves. ``cache``: a result cache (``attribution.cache.ResultCache``)
+    that returns a stored result of the same request at once (``exp.source["cache"] == "hit"``) and stores a new
+    one. Everything else is :func:`attribution.explain`'s; ``settings`` are the method's options.
     """
     prepared = prepare_clip(model, video)
+    request = dict(target=target, preset=preset, seed=seed, curve_steps=curve_steps, random_baseline=random_baseline,
+                   event=event, **settings)
+    hit = cached(cache, model, prepared, method, **request)
+    if hit is not None:
+        return hit
     info = {"method": method, **(stage or {})}
     result = explain(model, prepared, target=target, method=method, preset=preset, seed=seed, event=event,
                      progress=_staged(progress, stage="map", **info), cancel=cancel, **settings)
@@ -63,7 +69,32 @@ def run(model, video, method: str = "step", *, target=None, preset: str = "fast"
         exp.curves = deletion_insertion(
             model, prepared.clip, exp.saliency, exp.target, steps=int(curve_steps), random_baseline=random,
             seed=seed, progress=cancel_aware(_staged(progress, stage="curves", **info), cancel))
+    if cache is not None and getattr(cache, "enabled", False):
+        cache.put(_key(cache, model, prepared, method, **request), result)
     return result
+
+
+def _key(cache, model, prepared, method, *, target=None, preset="fast", seed=0, curve_steps=0,
+         random_baseline=True, event=None, **settings) -> str:
+    """The cache key of a :func:`run` request: the curves' settings are part of it, the evidence window is not."""
+    curves = ({"steps": int(curve_steps), "random_baseline": random_baseline, "seed": int(seed)} if curve_steps
+              else None)
+    return cache.key(model, prepared, method=method, target=target, seed=seed, preset=preset, curves=curves,
+                     **settings)
+
+
+def cached(cache, model, video, method: str = "step", **request):
+    """The stored result of the :func:`run` request (same arguments), or None: a caller can answer a repeat
+    before it reserves a GPU or refuses a long request. ``cache`` None or switched off: None."""
+    if cache is None or not getattr(cache, "enabled", False):
+        return None
+    prepared = prepare_clip(model, video)
+    hit = cache.get(_key(cache, model, prepared, method, **request))
+    event = request.get("event")
+    for exp in (hit if isinstance(hit, list) else [hit]) if hit is not None else []:
+        exp.event = tuple(event) if event is not None else None
+        exp.source = {**exp.source, **{k: v for k, v in prepared.source.items() if k == "path"}}
+    return hit
 
 
 @dataclasses.dataclass
@@ -135,7 +166,7 @@ class Comparison:
 
 def compare(model, video, method_names: Sequence[str], *, target=None, preset: str = "fast", seed: int = 0,
             curve_steps: int = QUICK_CURVE_STEPS, event=None, progress: Callable | None = None, cancel=None,
-            **settings) -> Comparison:
+            cache=None, **settings) -> Comparison:
     """Every method of ``method_names`` on one clip (prepared once) and one target (the first method's, i.e. the
     top-1 class when ``target`` is None), each with its curves; the random map's curves once, on the first.
     ``settings`` go to the methods that take the perturbation settings (iterations, areas, ...)."""
@@ -149,7 +180,7 @@ def compare(model, video, method_names: Sequence[str], *, target=None, preset: s
         opts = settings if spec.takes_settings else {}
         exp = run(model, prepared, spec.name, target=target, preset=preset, seed=seed, curve_steps=curve_steps,
                   random_baseline=not out, event=event, progress=progress, cancel=cancel,
-                  stage={"index": k, "count": len(specs)}, **opts)
+                  stage={"index": k, "count": len(specs)}, cache=cache, **opts)
         target = exp.target
         out.append(exp)
     return Comparison(out)
@@ -157,14 +188,14 @@ def compare(model, video, method_names: Sequence[str], *, target=None, preset: s
 
 def compare_targets(model, video, method: str, targets, *, preset: str = "fast", seed: int = 0,
                     curve_steps: int = QUICK_CURVE_STEPS, event=None, progress: Callable | None = None, cancel=None,
-                    **settings) -> Comparison:
+                    cache=None, **settings) -> Comparison:
     """One method, several target classes of one clip (in one optimisation batch for the perturbation methods):
     where the model sees each class. ``targets``: class indices or labels, or an int k for the model's top-k."""
     prepared = prepare_clip(model, video)
     if isinstance(targets, int):
         targets = top_classes(model, prepared, targets)
     exps = run(model, prepared, method, target=list(targets), preset=preset, seed=seed, curve_steps=curve_steps,
-               random_baseline="first", event=event, progress=progress, cancel=cancel, **settings)
+               random_baseline="first", event=event, progress=progress, cancel=cancel, cache=cache, **settings)
     return Comparison(exps, by="target")
 
 

@@ -78,8 +78,10 @@ def one_thread():
 
 @pytest.fixture(autouse=True, scope="session")
 def private_cost_cache(tmp_path_factory):
-    """The cost model's timings go to a temporary file, never to the user's cache (README: Speed)."""
+    """The cost model's timings and the result cache go to temporary folders, never to the user's caches (README:
+    Speed, Result cache)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("VAE_COST_CACHE", str(tmp_path_factory.mktemp("cost") / "cost.json"))
+    mp.setenv("VAE_CACHE_DIR", str(tmp_path_factory.mktemp("results")))
     yield
     mp.undo()

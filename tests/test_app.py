@@ -32,7 +32,8 @@ def app(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                            "VAE_TMP": str(tmp / "requests"), "GRADIO_EXAMPLES_CACHE": str(tmp / "examples_cache"),
-                           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VAE_CURVE_STEPS": str(CURVE_STEPS)}.items():
+                           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VAE_CURVE_STEPS": str(CURVE_STEPS),
+                           "VAE_CACHE_MB": "0"}.items():   # the result cache is off but where a test turns it on
             mp.setenv(key, value)
         import app as app_module
         from attribution import pipeline
@@ -168,6 +169,36 @@ def test_compare_callback(app, clip):
     assert list(table["method"]) == ["STEP", "Gradient", "Random"]
     assert table["deletion AUC ↓"].between(0, 1).all()
     assert {"comparison.png", "comparison.csv", "comparison.json"} <= set(zipfile.ZipFile(archive).namelist())
+
+
+def test_a_repeated_request_is_answered_from_the_result_cache(app, clip, monkeypatch, tmp_path):
+    """The same upload with the same settings again: no model work, no GPU window, the same outputs, and the
+    summary says where they came from; another seed runs again."""
+    from attribution.cache import ResultCache
+    monkeypatch.setattr(callbacks, "RESULTS", ResultCache(tmp_path / "results", max_bytes=50 * 2**20))
+    args = (clip, "toy", "", "step", "fast", 0, 0, "", FEW, 0, "blur", 0, True)
+    first = app.explain_clip(*args)
+    assert "result cache" not in first[5]
+
+    def boom(*a, **k):
+        raise AssertionError("a repeat must not run the model")
+    monkeypatch.setattr(callbacks, "model_work", boom)
+    again = app.explain_clip(*args)
+    assert again[0] == first[0] and "shown from the result cache" in again[5]
+    with zipfile.ZipFile(again[4]) as z:
+        saved = json.loads(z.read("summary.json"))
+    assert saved["source"]["cache"] == "hit"
+    with pytest.raises(Exception, match="must not run the model|went wrong"):
+        app.explain_clip(*args[:11], 1, True)        # another seed is another request
+
+
+def test_sanity_callback_flags_a_method_that_ignores_the_model(app, clip):
+    plot, table, archive, note = app.sanity_clip(clip, "toy", "", ["gradient", "frame-difference"], "fast", 0, 0,
+                                                 0, 0)
+    verdicts = dict(zip(table["method"], table["verdict"]))
+    assert verdicts["Frame difference"].startswith("survives") and verdicts["Gradient"].startswith("changes")
+    assert Path(plot).exists() and "**Frame difference** kept its map" in note
+    assert {"sanity.json", "sanity.png"} <= set(zipfile.ZipFile(archive).namelist())
 
 
 def test_compare_callback_by_class_shows_the_top_k(app, clip):
@@ -462,7 +493,7 @@ def test_explain_callback_rather_than(app, clip):
 
 
 # ------------------------------------------------------------------------------------------ concurrency
-MODEL_EVENTS = {"predict", "explain", "compare", "load_example"}   # the api names of the events that run a model
+MODEL_EVENTS = {"predict", "explain", "compare", "sanity", "load_example"}   # the api names of the events that run a model
 
 
 def test_every_model_running_event_shares_one_concurrency_group(app):

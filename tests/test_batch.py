@@ -192,3 +192,25 @@ def test_batch_killed_mid_run_resumes_every_clip_exactly_once(clips, tmp_path):
         summary = json.loads((out / cid / "summary.json").read_text())
         assert summary["source"]["path"].endswith(f"{cid}.mp4") and summary["method"] == "frame-difference"
     assert Bt.done_ids(out) == {"clip0", "clip1", "clip2", "clip3"}                 # a third run has nothing to do
+
+
+def test_a_rerun_elsewhere_reads_every_clip_from_the_result_cache(clips, model, tmp_path, monkeypatch):
+    """batch shares the result cache of the app and the CLI: the same clips, model and settings into another
+    folder compute nothing and write the same maps."""
+    import numpy as np
+
+    from attribution import pipeline
+    from attribution.cache import ResultCache
+    cache = ResultCache(tmp_path / "results")
+    kw = dict(model=model, method="gradient", curves=True, steps=8, cache=cache, log=None)
+    Bt.run_batch(clips, tmp_path / "a", **kw)
+    first = [r for r in Bt.read_results(tmp_path / "a") if r["status"] == "ok"]
+    assert first and not any(r["cached"] for r in first)
+    monkeypatch.setattr(pipeline, "explain", lambda *a, **k: pytest.fail("a cached clip ran the model"))
+    Bt.run_batch(clips, tmp_path / "b", **kw)
+    again = [r for r in Bt.read_results(tmp_path / "b") if r["status"] == "ok"]
+    assert len(again) == len(first) and all(r["cached"] for r in again)
+    for a, b in zip(sorted(first, key=lambda r: r["id"]), sorted(again, key=lambda r: r["id"])):
+        assert a["auc_insertion"] == b["auc_insertion"]
+        sa, sb = (np.load(Path(r["out"]) / "saliency.npz")["saliency"] for r in (a, b))
+        assert np.array_equal(sa, sb)

@@ -134,6 +134,9 @@ def test_upload_explain_and_watch(server, chromium, clip, tmp_path):
             page.screenshot(path=str(shot), full_page=True)
             shutil.copy(shot, SCREENSHOT_COPY)
             assert shot.stat().st_size > 50_000
+            # The same request again is answered from the result cache, and the summary says so.
+            page.get_by_role("button", name="Explain", exact=True).click()
+            page.get_by_text("shown from the result cache").wait_for(timeout=120_000)
             assert not errors, errors
             print(f"explain in the browser: {seconds:.1f} s; screenshot {shot}")
         finally:

@@ -84,3 +84,23 @@ def test_comparison_of_classes_explains_the_top_k(model, item):
     assert rows[-1]["target"] == "random map (reference)"
     with pytest.raises(InputError, match="between 1 and"):
         pipeline.compare_targets(model, item.frames, "grad-cam", 9)
+
+
+def test_a_repeated_request_comes_from_the_cache_until_a_setting_changes(model, item, tmp_path, monkeypatch):
+    """The app, the CLI and batch share pipeline.run's cache: a repeat returns the stored map and curves without
+    running the model; another setting or seed is another entry."""
+    from attribution.cache import ResultCache
+    cache = ResultCache(tmp_path / "results")
+    first = pipeline.run(model, item.frames, "step", curve_steps=8, cache=cache, **QUICK)
+    assert first.source["cache"] == "stored"
+
+    def boom(*a, **k):
+        raise AssertionError("a hit must not run the model")
+    monkeypatch.setattr(pipeline, "explain", boom)
+    monkeypatch.setattr(pipeline, "deletion_insertion", boom)
+    again = pipeline.run(model, item.frames, "step", curve_steps=8, cache=cache, **QUICK)
+    assert again.source["cache"] == "hit"
+    assert np.array_equal(again.saliency, first.saliency) and again.curves.auc_insertion == first.curves.auc_insertion
+    for change in (dict(seed=1), dict(curve_steps=16), dict(iterations=13)):
+        with pytest.raises(AssertionError, match="must not run"):
+            pipeline.run(model, item.frames, "step", cache=cache, **{**QUICK, "curve_steps": 8, **change})

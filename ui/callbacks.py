@@ -16,8 +16,9 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from attribution import cost, pipeline
+from attribution import cost, pipeline, sanity
 from attribution import methods as registry
+from attribution.cache import ResultCache
 from attribution.errors import InputError
 from model_zoo import list_models, load_model
 from ui import config, costs, files, inputs, text
@@ -26,6 +27,7 @@ from ui.errors import to_user_error, user_errors
 from ui.runtime import MODEL_LOCK, ON_ZEROGPU, gpu, stoppable
 
 log = logging.getLogger("video-attribution-explorer")
+RESULTS = ResultCache()   # a repeated request (an example, the same upload again) is answered from disk at once
 
 
 # ---------------------------------------------------------------------------------------------- the model
@@ -35,7 +37,8 @@ class Job:
     model: str                  # what the request named (a registry name or a path): the model cache's key
     video: object               # the decoded attribution.video.Video
     methods: list[str]
-    compare: str = ""           # "method": a Comparison of ``methods``; "target": of the top ``top_k`` classes
+    compare: str = ""           # "method": a Comparison of ``methods``; "target": of the top ``top_k`` classes;
+    #                             "sanity": the model-randomisation check of ``methods``
     top_k: int = 0
     target: object = None
     preset: str = DEFAULT_PRESET
@@ -76,11 +79,15 @@ def model_work(job: Job, progress=None, cancel=None):
             m = load_model(job.model)
             if ON_ZEROGPU:  # inside the window: time the GPU passes once, so later windows are sized by them
                 cost.pass_costs(m)
-                job.settings = dict(job.settings, compile=False) if job.settings else job.settings  # unsupported
             common = dict(target=job.target, preset=job.preset, seed=job.seed, event=job.event,
-                          curve_steps=job.curve_steps, progress=_progress(progress), cancel=cancel, **job.settings)
+                          curve_steps=job.curve_steps, progress=_progress(progress), cancel=cancel, cache=RESULTS,
+                          **job.settings)
             if job.compare:
                 common.pop("contrast", None)
+            if job.compare == "sanity":   # on a copy of the model: the cached one is never randomised
+                for key in ("curve_steps", "event", "cache"):
+                    del common[key]
+                return sanity.sanity_check(m, job.video, job.methods, **common)
             if job.compare == "target":
                 del common["target"]
                 return pipeline.compare_targets(m, job.video, job.methods[0], job.top_k, **common)
@@ -89,6 +96,13 @@ def model_work(job: Job, progress=None, cancel=None):
             return pipeline.run(m, job.video, job.methods[0], **common)
     except Exception as e:  # noqa: BLE001 - the page must get a sentence, the log the traceback
         raise to_user_error(e, job.what) from None
+
+
+def _engine_settings(settings: dict, method: str | None = None) -> dict:
+    """No torch.compile on ZeroGPU (unsupported there) for the perturbation methods (``method`` None: a comparison,
+    whose settings reach only those): set before the cache lookup, so the key is the run's."""
+    perturbation = method is None or registry.get(method).takes_settings
+    return dict(settings, compile=False) if ON_ZEROGPU and perturbation else settings
 
 
 def _run(job: Job, progress, cancel):
@@ -132,7 +146,8 @@ def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: 
     (a ``threading.Event``) stops it after the current iteration.
     """
     method = method or config.DEFAULT_METHOD
-    settings = inputs.overrides(method, areas, iterations, key_frames, perturbation, precision)
+    settings = _engine_settings(inputs.overrides(method, areas, iterations, key_frames, perturbation, precision),
+                                method)
     if inputs.parse_target(contrast) is not None:
         settings["contrast"] = inputs.parse_target(contrast)
     seed = inputs.number(seed, "Seed", integer=True, minimum=0) or 0
@@ -140,9 +155,12 @@ def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: 
     job = Job(model or DEFAULT_MODEL, v, [method], target=inputs.parse_target(target),
               preset=preset or DEFAULT_PRESET, seed=seed, event=inputs.event_for(path, m, v, trimmed), settings=settings,
               curve_steps=costs.steps_for(curves, paper_curves))
-    costs.refuse_if_too_long(m, job.model, method, job.preset, settings, job.curve_steps)
-    progress(0.1, desc="Predicting")
-    exp = _run(job, progress, cancel)
+    exp = pipeline.cached(RESULTS, m, v, method, target=job.target, preset=job.preset, seed=seed,
+                          curve_steps=job.curve_steps, event=job.event, **settings)
+    if exp is None:   # a repeat costs neither GPU time nor the limit
+        costs.refuse_if_too_long(m, job.model, method, job.preset, settings, job.curve_steps)
+        progress(0.1, desc="Predicting")
+        exp = _run(job, progress, cancel)
     exp.source["path"] = Path(path).name
     progress(0.95, desc="Rendering")
     with files.request_folder() as req:
@@ -178,7 +196,7 @@ def compare_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=
     path, m, v, trimmed = inputs.load(video, model, start, end, progress)
     job = Job(model or DEFAULT_MODEL, v, names, compare=by, top_k=k, target=inputs.parse_target(target),
               preset=preset or DEFAULT_PRESET, seed=seed, event=inputs.event_for(path, m, v, trimmed),
-              settings={"iterations": iterations} if iterations else {},
+              settings=_engine_settings({"iterations": iterations} if iterations else {}),
               curve_steps=costs.steps_for(True, paper_curves), what="comparing methods")
     costs.refuse_if_too_long(m, job.model, names, job.preset, job.settings, job.curve_steps)
     comparison = _run(job, progress, cancel)
@@ -190,6 +208,38 @@ def compare_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=
         archive = files.zip_folder(out, req / name)
     return (str(out / "comparison.png"), pd.DataFrame(comparison.rows()), archive,
             text.comparison_note(comparison))
+
+
+@user_errors("checking the methods")
+def sanity_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None, preset: str = DEFAULT_PRESET,
+                start: float = 0, end: float = 0, iterations: float = 0, seed: float = 0, progress=gr.Progress(),
+                cancel=None):
+    """The sanity check of the ticked methods (Adebayo et al., NeurIPS 2018): randomise a copy of the model's
+    layers from the top down and see whether each map changes. Returns the plot (PNG path), a table (one row a
+    method: similarity to the original map once every layer is random, and the verdict), a zip and a note."""
+    names = [x for x in (methods or []) if x]
+    if not names:
+        raise InputError("Tick at least one method to check.")
+    seed = inputs.number(seed, "Seed", integer=True, minimum=0) or 0
+    iterations = inputs.number(iterations, "Iterations", integer=True, minimum=0) or None
+    path, m, v, _ = inputs.load(video, model, start, end, progress)
+    job = Job(model or DEFAULT_MODEL, v, names, compare="sanity", target=inputs.parse_target(target),
+              preset=preset or DEFAULT_PRESET, seed=seed, what="checking the methods",
+              settings=_engine_settings({"iterations": iterations} if iterations else {}))
+    report = _run(job, progress, cancel)
+    report.source["path"] = Path(path).name
+    with files.request_folder() as req:
+        out = report.save(req / "sanity")
+        archive = files.zip_folder(out, req / f"sanity_{files.slug(m.name)}.zip")
+    return str(out / "sanity.png"), pd.DataFrame(text.sanity_rows(report)), archive, text.sanity_note(report)
+
+
+async def sanity_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=None,
+                           preset: str = DEFAULT_PRESET, start: float = 0, end: float = 0, iterations: float = 0,
+                           seed: float = 0, progress=gr.Progress()):
+    """:func:`sanity_clip` as the Sanity check button and the ``/sanity`` endpoint run it (stoppable)."""
+    return await stoppable(sanity_clip, video, model, target, methods, preset, start, end, iterations, seed,
+                           progress=progress)
 
 
 async def explain_stoppable(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: str = "step",

@@ -32,9 +32,11 @@ CAPTION_CURVES = ("**Is the explanation faithful?** Remove the highlighted parts
                   "beat.")
 
 COMPARE_HELP = """
-Run several attribution methods on the same clip and target. The picture shows each method's map on a few frames
-(bright = important); the table gives each map's deletion AUC (lower is better), insertion AUC (higher is better)
-and time. *Random* is the reference every method should beat.
+Run several attribution methods on the same clip and target, or one method on the model's top classes (*why this
+class, and why that one?*). The picture shows each map on a few frames (bright = important); the table gives each
+map's deletion AUC (lower is better), insertion AUC (higher is better) and time. *Random* is the reference every
+method should beat. **Sanity check** randomises a copy of the model layer by layer and recomputes each ticked
+method's map: a map that stays the same is not explaining the model.
 """
 
 ABOUT = """
@@ -122,7 +124,11 @@ def summary_markdown(exp) -> str:
     how = short_name(exp.method)
     if exp.preset:
         how += f" ({exp.preset} preset, {exp.iterations} iterations)"
-    lines.append(f"Explained {which} with {how} in {exp.timings['total']:.1f} s.")
+    if exp.source.get("cache") == "hit":
+        lines.append(f"Explained {which} with {how}: the same request was computed before, shown from the result "
+                     "cache.")
+    else:
+        lines.append(f"Explained {which} with {how} in {exp.timings['total']:.1f} s.")
     when = seen(exp)
     if when:
         lines.append(when)
@@ -166,3 +172,23 @@ def comparison_note(comparison) -> str:
                 "is one method")
     return (f"{what} (bright = important); the table says how faithful each map is (curves of "
             f"{first.curves.steps} steps).\n{seen(first)}")
+
+
+def sanity_rows(report) -> list[dict]:
+    """One row a method: how alike its map stays once every layer of the model is random, and what that says."""
+    rows = []
+    for method, v in report.verdicts().items():
+        rows.append({"method": short_name(method), "rank correlation": round(v["spearman"], 3),
+                     "SSIM": round(v["ssim"], 3),
+                     "verdict": "survives: not about the model" if v["survives"] else "changes with the model"})
+    return rows
+
+
+def sanity_note(report) -> str:
+    survivors = [short_name(m) for m, v in report.verdicts().items() if v["survives"]]
+    verdict = (f"**{', '.join(survivors)}** kept {'its' if len(survivors) == 1 else 'their'} map with a random "
+               "model: such a map explains the clip, not the model." if survivors else
+               "Every map changed once the model was random: each depends on what the model learnt.")
+    return (f"**Sanity check** of '{report.label}': the model's layers were randomised one after the other, from "
+            f"the output down ({len(report.layers)} stages, on a copy of the model), and each map computed again. "
+            f"The plot shows how alike it stays to the original (1 = the same). {verdict}")
