@@ -129,9 +129,16 @@ def _tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
             + [(f"b:{n}", b) for n, b in model.named_buffers(remove_duplicate=False)])
 
 
+def _version(t: torch.Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:   # a tensor made under torch.inference_mode keeps no version counter
+        return -1
+
+
 def _state_stamp(tensors) -> tuple:
     """Cheap check that no tensor was replaced or changed in place since the hash: storage, version counter."""
-    return tuple((n, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device)) for n, t in tensors)
+    return tuple((n, t.data_ptr(), _version(t), tuple(t.shape), str(t.dtype), str(t.device)) for n, t in tensors)
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

@@ -397,6 +397,8 @@ def sanity_check(model, clip, methods: Sequence[str], *, target=None, seed: int 
     methods = list(dict.fromkeys(methods))
     if not methods:
         raise InputError("Name at least one method to check.")
+    if isinstance(target, (list, tuple)):
+        raise InputError("The sanity check explains one class; give one target.")
     t0 = time.perf_counter()
     clip = load_input(model, clip)
     work = copy.deepcopy(model)

@@ -188,6 +188,12 @@ def test_an_in_place_change_of_the_same_model_object_is_seen(model, frames):
     assert cache_mod.request_key(m, frames, method="gradient") not in (before, after)
 
 
+def test_a_model_built_under_inference_mode_is_fingerprinted(model, frames):
+    with torch.inference_mode():
+        m = copy.deepcopy(model)                              # tensors without a version counter
+    assert cache_mod.model_fingerprint(m) == cache_mod.model_fingerprint(model)
+
+
 def test_eviction_by_size_keeps_the_most_recently_used(model, frames, tmp_path, one_thread):
     exp = attribution.explain(model, frames, method="gradient")
     size = len(cache_mod.dumps(exp, "0" * 64))

@@ -152,3 +152,5 @@ def test_report_files_and_the_command(tmp_path, capsys):
     assert data["verdicts"]["random"]["survives"] is True and data["source"]["path"] == str(EXAMPLE)
     assert (out / "sanity.png").stat().st_size > 10_000 and (out / "sanity_maps.npz").exists()
     assert sanity.main([str(EXAMPLE), "--methods", "nope", "--quiet", "--device", "cpu"]) == 2
+    with pytest.raises(InputError, match="one target"):
+        sanity.sanity_check(load_model("toy", device="cpu"), EXAMPLE, ["random"], target=[0, 1])
