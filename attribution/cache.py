@@ -22,8 +22,8 @@ and is removed.
 A result served from the cache says so: ``exp.source["cache"] == "hit"`` (and ``exp.source["cache_key"]``);
 one just computed and stored has ``exp.source["cache"] == "stored"``. ``summary.json`` carries both.
 
-    python -m attribution.cache info      # where, how many entries, how many MB
-    python -m attribution.cache clear
+    python -m attribution cache info      # where, how many entries, how many MB
+    python -m attribution cache clear
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ import io
 import json
 import logging
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -594,44 +593,22 @@ class ResultCache:
 # ------------------------------------------------------------------------------------------ one call
 def cached_explain(cache: ResultCache | None, model, clip_or_path, *, curves: bool | dict = False, start=None,
                    end=None, **kwargs):
-    """``attribution.explain(model, clip, **kwargs)`` through ``cache``: the stored result when there is one,
-    else computed, given curves when asked, and stored.
+    """``attribution.explain(model, clip, **kwargs)`` through ``cache`` (:func:`attribution.pipeline.run`): the
+    stored result when there is one, else computed, given curves when asked, and stored.
 
-    ``curves``: False; True (deletion/insertion with the random baseline, as the CLI's ``--curves``, at the
-    paper's steps); or a dict of :func:`attribution.metrics.deletion_insertion` keyword arguments (e.g.
-    ``{"steps": 32}``). A path is read once with the model's frame sampling over [start, end]. ``progress``,
-    ``cancel`` and ``event`` are not part of the key; ``cache=None`` just computes. Several targets give a
-    list, stored as one entry.
+    ``curves``: False; True (deletion/insertion with the random baseline at the paper's steps, as the CLI's
+    ``--curves``); or ``{"steps": n}`` (and ``random_baseline``). A path is read once with the model's frame
+    sampling over [start, end]. ``cache=None`` just computes. Several targets give a list, stored as one entry.
     """
-    from attribution import explain
-    from attribution.explain import prepare_clip
-    from attribution.metrics import deletion_insertion
+    from attribution import pipeline
+    opts = curves if isinstance(curves, dict) else {}
     clip = load_input(model, clip_or_path, start=start, end=end)
-    path = str(clip_or_path) if clip is not clip_or_path else getattr(clip, "source", {}).get("path")
-    curve_kw = None
-    if curves:
-        curve_kw = {"random_baseline": True, "seed": int(kwargs.get("seed", 0))}
-        curve_kw.update(curves if isinstance(curves, dict) else {})
-    key = None
-    if cache is not None and cache.enabled:
-        t0 = time.perf_counter()
-        key = cache.key(model, clip, curves=curve_kw, **kwargs)
-        result = cache.get(key)
-        if result is not None:
-            event = kwargs.get("event")
-            for exp in _each(result):
-                exp.timings = dict(exp.timings, cache_lookup=round(time.perf_counter() - t0, 4))
-                exp.event = tuple(event) if event is not None else None
-                _set_path(exp, path)
-            return result
-    result = explain(model, clip, **kwargs)
+    result = pipeline.run(model, clip, kwargs.pop("method", "step"),
+                          curve_steps=opts.get("steps", pipeline.PAPER_CURVE_STEPS) if curves else 0,
+                          random_baseline=opts.get("random_baseline", True), cache=cache, **kwargs)
+    path = str(clip_or_path) if clip is not clip_or_path else None
     for exp in _each(result):
         _set_path(exp, path)
-        if curve_kw is not None:
-            x = prepare_clip(model, clip).clip      # the frames the map was computed on
-            exp.curves = deletion_insertion(model, x, exp.saliency, exp.target, **curve_kw)
-    if key is not None:
-        cache.put(key, result)
     return result
 
 
@@ -655,14 +632,3 @@ def run_cli(args) -> int:
     else:
         print(json.dumps(cache.info()))
     return 0
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m attribution.cache", description="The result cache: "
-                                 "stored explanations, keyed by clip, model weights, method, settings, seed, code.")
-    add_arguments(ap)
-    return run_cli(ap.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -93,7 +93,9 @@ def cached(cache, model, video, method: str = "step", **request):
     event = request.get("event")
     for exp in (hit if isinstance(hit, list) else [hit]) if hit is not None else []:
         exp.event = tuple(event) if event is not None else None
-        exp.source = {**exp.source, **{k: v for k, v in prepared.source.items() if k == "path"}}
+        # the request's own file (a hit may have been stored from another name, or from no file at all)
+        exp.source = {**{k: v for k, v in exp.source.items() if k != "path"},
+                      **{k: v for k, v in prepared.source.items() if k == "path"}}
     return hit
 
 

@@ -16,7 +16,7 @@ correlation and SSIM.
 * Everything runs on a deep copy of the model: the model passed in (perhaps the app's cached one) is never
   changed. Every stage explains the same class: the given target, else the original model's top-1.
 
-    python -m attribution.sanity examples/toy_moving_up.mp4 --model toy --methods step gradient grad-cam random
+    python -m attribution sanity examples/toy_moving_up.mp4 --model toy --methods step gradient grad-cam random
 """
 from __future__ import annotations
 
@@ -494,22 +494,3 @@ def run_cli(args) -> int:
     if args.out:
         print(f"wrote {report.save(args.out)}", file=sys.stderr)
     return 0
-
-
-def main(argv=None) -> int:
-    from attribution.errors import ExplorerError
-    ap = argparse.ArgumentParser(prog="python -m attribution.sanity", description=__doc__.split("\n\n")[0])
-    add_arguments(ap)
-    a = ap.parse_args(argv)
-    try:
-        return run_cli(a)
-    except ExplorerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,6 +19,7 @@ import attribution
 import attribution.metrics
 from attribution import cache as cache_mod
 from attribution.cache import ResultCache, cached_explain
+from attribution.cli import main as cli_main
 from model_zoo import load_model, toy
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "toy_moving_up.mp4"
@@ -302,8 +303,8 @@ def test_clear_info_the_command_and_the_switch_off(model, frames, tmp_path, monk
     assert c.directory == tmp_path / "env" and c.max_bytes == 2 ** 20
     exp = attribution.explain(model, frames, method="gradient")
     c.put("f" * 64, exp)
-    assert cache_mod.main(["info"]) == 0 and '"entries": 1' in capsys.readouterr().out
-    assert cache_mod.main(["clear"]) == 0 and '"removed": 1' in capsys.readouterr().out
+    assert cli_main(["cache", "info"]) == 0 and '"entries": 1' in capsys.readouterr().out
+    assert cli_main(["cache", "clear"]) == 0 and '"removed": 1' in capsys.readouterr().out
     assert c.info()["entries"] == 0
     monkeypatch.setenv(cache_mod.SIZE_ENV, "0")
     off = ResultCache()

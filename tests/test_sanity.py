@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from attribution import sanity
+from attribution.cli import main as cli_main
 from attribution.errors import InputError
 from attribution.metrics import pointing_game
 from model_zoo import load_model, toy
@@ -142,7 +143,7 @@ def test_spearman_and_ssim():
 
 def test_report_files_and_the_command(tmp_path, capsys):
     out = tmp_path / "sanity"
-    code = sanity.main([str(EXAMPLE), "--model", "toy", "--methods", "gradient", "random", "--stages", "2",
+    code = cli_main(["sanity", str(EXAMPLE), "--model", "toy", "--methods", "gradient", "random", "--stages", "2",
                         "--out", str(out), "--quiet", "--device", "cpu"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -151,6 +152,6 @@ def test_report_files_and_the_command(tmp_path, capsys):
     assert data["stages"] == ["original", "head", "features"] and len(data["rows"]) == 6
     assert data["verdicts"]["random"]["survives"] is True and data["source"]["path"] == str(EXAMPLE)
     assert (out / "sanity.png").stat().st_size > 10_000 and (out / "sanity_maps.npz").exists()
-    assert sanity.main([str(EXAMPLE), "--methods", "nope", "--quiet", "--device", "cpu"]) == 2
+    assert cli_main(["sanity", str(EXAMPLE), "--methods", "nope", "--quiet", "--device", "cpu"]) == 2
     with pytest.raises(InputError, match="one target"):
         sanity.sanity_check(load_model("toy", device="cpu"), EXAMPLE, ["random"], target=[0, 1])
