@@ -121,15 +121,16 @@ def test_entries_use_the_real_builders_and_geometry():
     vm = _untrained("gt_videomae")
     cfg = vm.module.config
     assert (type(vm.module).__name__, cfg.patch_size, cfg.tubelet_size, cfg.num_frames, cfg.image_size) == \
-        ("VideoMAEForVideoClassification", 16, 2, 16, 224)
+        ("VideoMAEForVideoClassification", 16, 2, 16, gt.GEOMETRY["gt_videomae"][1])
     assert vm.layout == "BTCHW" and vm.token_grid is not None
     seen = {}
     layer = dict(vm.module.named_modules())[vm.gradcam_layer]
     hook = layer.register_forward_hook(lambda m, i, o: seen.update(map=vm.token_grid.reshape(o)))
     with torch.no_grad():
-        out = vm(torch.rand(1, 3, 16, 224, 224))
+        size = gt.GEOMETRY["gt_videomae"][1]
+        out = vm(torch.rand(1, 3, 16, size, size))
     hook.remove()
-    assert out.shape == (1, 4) and seen["map"].shape[2:] == (8, 14, 14)
+    assert out.shape == (1, 4) and seen["map"].shape[2:] == (8, size // 16, size // 16)
 
 
 def test_listed_once_trained_and_the_toy_stays_the_default():
@@ -144,7 +145,8 @@ def test_quality_benchmark_takes_the_ground_truth_models():
     spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
-    assert quality.tolerance_for("toy") is None and quality.tolerance_for("gt_videomae") == 14
+    assert quality.tolerance_for("toy") is None and quality.tolerance_for("gt_videomae") == \
+        gt.pointing_tolerance(gt.GEOMETRY["gt_videomae"][1])
     items = quality.clips_for("gt_x3d_xs", 2, quality.SEED)
     assert items[0].frames.shape == (4, 182, 182, 3)
     assert np.array_equal(items[1].frames, gt.generate(2, seed=quality.SEED, frames=4, size=182)[1].frames)
@@ -167,3 +169,18 @@ def test_training_is_deterministic_and_resumes(tmp_path, monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert all(v.dtype != torch.float32 for v in a.values())   # shipped in fp16
     assert weights["straight"]["labels"] == gt.LABELS
+
+
+def test_curriculum_eases_in_and_ends_on_the_task():
+    steps = 100
+    stages = [gt.curriculum_stage(s, steps) for s in range(steps)]
+    assert stages == sorted(stages) and stages[0] == 0 and stages[-1] == len(gt.CURRICULUM) - 1
+    assert gt.CURRICULUM[-1][1] == {}   # the last stage (most of the steps) is the task that is evaluated
+    assert sum(s == stages[-1] for s in stages) >= steps / 2
+    easy = gt.generate(6, seed=5, frames=16, size=224, **gt.CURRICULUM[0][1])
+    for c in easy:
+        assert c.event == (0, 16) and not any(c.distractor_boxes)
+        assert min(d[2] for d in c.discs) >= gt.CURRICULUM[0][1]["diameter"][0] * 224 / 2
+    task = gt.generate(6, seed=5, frames=16, size=224)
+    assert all(c.event != (0, 16) and any(c.distractor_boxes) for c in task)
+
