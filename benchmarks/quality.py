@@ -46,6 +46,7 @@ SEED = 500                 # first clip seed stream never used in training (trai
 METHODS = {
     "step": ("step", "fast"),
     "step-paper": ("step", "paper"),
+    "step-interactive": ("step", "interactive"),
     "3d-ep": ("3d-ep", "fast"),
     "2d-ep": ("2d-ep", "fast"),
     "grad-cam": ("grad-cam", None),
@@ -56,12 +57,13 @@ METHODS = {
     "frame-difference": ("frame-difference", None),
     "random": ("random", None),
 }
-LABELS = {"step": "STEP (fast)", "step-paper": "STEP (paper)", "3d-ep": "3D-EP (fast)", "2d-ep": "2D-EP (fast)"}
+LABELS = {"step": "STEP (fast)", "step-paper": "STEP (paper)", "step-interactive": "STEP (interactive)",
+          "3d-ep": "3D-EP (fast)", "2d-ep": "2D-EP (fast)"}
 QUICK = ["step", "grad-cam", "smoothgrad", "integrated-gradients", "gradient", "occlusion", "frame-difference",
          "random"]
 QUICK_CLIPS = 4
 QUICK_PERTURBATION_CLIPS = 2   # STEP (fast) takes minutes per clip on 2 shared CPU cores
-PERTURBATION = ("step", "3d-ep", "2d-ep")
+PERTURBATION = ("step", "step-interactive", "3d-ep", "2d-ep")
 
 
 def clips_for(model_name: str, n: int, seed: int) -> list:
@@ -182,6 +184,11 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
     out = {"methods": per, "reliability": rel}
     if "step" in per and "step-paper" in per:
         out["fast_minus_paper"] = paired(rows, "step", "step-paper")
+    if "step-interactive" in per and "step-paper" in per:
+        out["interactive_minus_paper"] = paired(rows, "step-interactive", "step-paper")
+    for name, p in per.items():   # model passes per clip (Explanation.evaluations), where the rows have them
+        ev = [r["evaluations"] for r in rows if r["method"] == name and r.get("evaluations") is not None]
+        p["passes_per_clip"] = _mean(ev) if ev else None
     return out
 
 
@@ -230,10 +237,16 @@ def table(summary: dict, header: dict) -> str:
                      f"{rel['deletion_random_last']:.0%}).")
     else:
         lines.append("Reliability: needs the random method and at least one other on every clip.")
-    if "fast_minus_paper" in summary:
-        d = summary["fast_minus_paper"]
-        lines.append(f"STEP (fast) − STEP (paper) on the {d['clips']} clips both ran (paired): " + ", ".join(
-            f"{m.replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in PAIRED_METRICS) + ".")
+    for key, label in (("fast_minus_paper", "STEP (fast)"), ("interactive_minus_paper", "STEP (interactive)")):
+        if key in summary:
+            d = summary[key]
+            lines.append(f"{label} − STEP (paper) on the {d['clips']} clips both ran (paired): " + ", ".join(
+                f"{m.replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in PAIRED_METRICS) + ".")
+    passes = {LABELS.get(n, n): p["passes_per_clip"] for n, p in summary["methods"].items()
+              if p.get("passes_per_clip") and n in METHODS and METHODS[n][1]}
+    if passes:
+        lines.append("Model passes per clip (forward+backward, one per mask and iteration): "
+                     + ", ".join(f"{k} {v:.0f}" for k, v in passes.items()) + ".")
     lines.append("± is the standard error over clips; s / clip is the attribution time (curves not included).")
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
-"""How fast is the engine? Overhead over the model's own passes, fast against paper, and scaling.
+"""How fast is the engine? Overhead over the model's own passes, the presets' passes and quality, and scaling.
 
     python benchmarks/speed.py --quick                       # a few minutes on 2 CPU cores
+    python benchmarks/speed.py --quick --skip scaling --clock cpu --threads 1   # on a CPU shared with other work
     python benchmarks/speed.py --json benchmarks/results/speed_cpu.json
     python benchmarks/speed.py --device cuda --clip-seconds videomae-b x3d_m slowfast_r50   # on a GPU
 
@@ -8,11 +9,14 @@ Sections, all measured in one run on one device:
 
 * **overhead**: seconds per optimisation iteration (mask generator, perturbation, model forward+backward,
   losses, optimiser step) divided by seconds of the bare model forward+backward (gradient to the input) on
-  the same batch, per preset. 1.00 would be an engine that costs nothing beyond the model. Iterations are
-  timed one by one after a warm-up iteration (which pays for torch.compile); the median is reported.
-* **fast vs paper**: wall time, model evaluations and quality (insertion AUC with 128 block steps, pointing
-  game, temporal hit) of STEP with both presets on the same seeded toy clips (``toy.generate(n, seed=500)``,
-  never used in training). The one-off compile warm-up is timed separately and left out of the per-clip time.
+  the same batch, for every preset in ``step.PRESETS``. 1.00 would be an engine that costs nothing beyond the
+  model. Iterations are timed one by one after a warm-up iteration (which pays for torch.compile); the median is
+  reported. The bare pass is timed just before and just after each preset's iterations (a shared machine's load
+  then moves both alike).
+* **presets** (``fast-vs-paper``): wall time, model passes (``Explanation.evaluations``: one forward+backward
+  per mask and iteration) and quality (insertion AUC with 128 block steps, pointing game, temporal hit) of
+  STEP with every preset on the same seeded toy clips (``toy.generate(n, seed=500)``, never used in training).
+  The one-off compile warm-up is timed separately and left out of the per-clip time.
 * **scaling**: seconds per iteration and peak memory of the ``fast`` preset on the toy network as frames,
   resolution, areas and targets grow (one factor at a time). Peak memory is ``torch.cuda.max_memory_allocated``
   on CUDA; on a CPU, the growth of the process's resident memory sampled every 2 ms (approximate).
@@ -20,8 +24,10 @@ Sections, all measured in one run on one device:
   precision (bf16 or fp16 autocast, chosen by the GPU's compute capability), on the named models with random weights, times the preset's iteration count: the seconds one clip would take.
 
 Imports only torch, the engine and the model zoo (transformers / pytorchvideo for those models), so it runs on
-a bare CUDA machine. Prints markdown tables; ``--json`` writes every figure (keys in the issue: overhead_ratio,
-fast_vs_paper_time_ratio, fast/paper_insertion_auc, fast/paper_pointing_game, fast_seconds_per_toy_clip).
+a bare CUDA machine. Prints markdown tables; ``--json`` writes every figure (overhead_ratios: preset -> model ->
+ratio; passes_per_clip and seconds_per_toy_clip: preset -> mean over the toy clips; overhead_ratio and
+paper_overhead_ratio: fast's and paper's ratios as before; fast_vs_paper_time_ratio, fast/paper_insertion_auc,
+fast/paper_pointing_game, fast_seconds_per_toy_clip).
 """
 from __future__ import annotations
 
@@ -47,6 +53,11 @@ from attribution.metrics import deletion_insertion, pointing_game, temporal_hit 
 from model_zoo import clear_cache, load_model, toy  # noqa: E402
 
 SEED = 500
+_clock = time.perf_counter   # --clock cpu: time.process_time (this process's CPU seconds, all its threads)
+
+
+def _now() -> float:
+    return _clock()
 ALIASES = {"videomae-b": "MCG-NJU/videomae-base-finetuned-kinetics"}
 OVERHEAD_MODELS = ["toy", "x3d_xs", "videomae-b"]
 
@@ -100,13 +111,13 @@ def bare_pass_seconds(model, batch: int, device, dtype, repeats: int) -> float:
         for i in range(repeats + 1):
             xi = x.clone().requires_grad_(True)
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = _now()
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = model(xi)
             S.reward(logits, tgt, "preserve").sum().backward()
             _sync(device)
             if i:
-                times.append(time.perf_counter() - t0)
+                times.append(_now() - t0)
     return statistics.median(times)
 
 
@@ -116,7 +127,7 @@ def iteration_seconds(model, clip, settings: S.Settings, repeats: int, targets=(
 
     def tick(done, total, info):
         _sync(clip.device)
-        stamps.append(time.perf_counter())
+        stamps.append(_now())
 
     st = dataclasses.replace(settings, iterations=repeats + 1, early_stop=0.0)
     with PeakMemory(clip.device) as mem:
@@ -138,17 +149,18 @@ def overhead(names, device, repeats: int, single_area: bool) -> list[dict]:
     for name in names:
         model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
         clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
-        bares = {}
-        for preset in ("fast", "paper"):
+        for preset in S.PRESETS:
             st = _settings(model, preset)
             if single_area:
-                st = dataclasses.replace(st, areas=st.areas[:1])
+                st = dataclasses.replace(st, areas=st.areas[:1], area_count=None)
             amp = S.autocast_dtype(device, st.precision)
+            # The bare pass is timed right before and after the preset's iterations, and the iterations between
+            # them, so that a machine whose load changes during the run moves both sides of the ratio alike.
+            batch = len(S.areas_kept(st.areas, st.area_count))
+            before = bare_pass_seconds(model, batch, device, amp, repeats)
             it, _ = iteration_seconds(model, clip, st, repeats)
-            if (len(st.areas), amp) not in bares:  # the same batch in both presets: measured once
-                bares[len(st.areas), amp] = bare_pass_seconds(model, len(st.areas), device, amp, repeats)
-            bare = bares[len(st.areas), amp]
-            rows.append({"model": name, "preset": preset, "batch": len(st.areas), "frames": model.num_frames,
+            bare = statistics.fmean([before, bare_pass_seconds(model, batch, device, amp, repeats)])
+            rows.append({"model": name, "preset": preset, "batch": batch, "frames": model.num_frames,
                          "crop": model.crop_size, "iteration_s": it, "bare_s": bare, "ratio": it / bare,
                          "compile": st.compile, "precision": S.describe_precision(device, st.precision)})
             print(f"overhead {name}/{preset}: {it:.3f} s / {bare:.3f} s = {it / bare:.2f}", file=sys.stderr,
@@ -158,18 +170,21 @@ def overhead(names, device, repeats: int, single_area: bool) -> list[dict]:
     return rows
 
 
-def fast_vs_paper(n_clips: int, device, seed: int = 0) -> dict:
+def fast_vs_paper(n_clips: int, device, seed: int = 0, presets=None) -> dict:
+    """Every preset (default: all of ``step.PRESETS``) on the same toy clips: seconds, iterations, model passes
+    (``Explanation.evaluations``: forward+backward passes, one per mask and iteration) and quality."""
+    presets = list(presets or S.PRESETS)
     model = load_model("toy", device=device)
     items = toy.generate(n_clips, seed=SEED)
     warm = {}
-    for preset in ("fast", "paper"):  # pay the one-off compile outside the per-clip timings
+    for preset in presets:  # pay the one-off compile outside the per-clip timings
         t0 = time.perf_counter()
         explain(model, items[0].frames, target=items[0].label, preset=preset, iterations=2,
                 compile=_settings(model, preset).compile)
         warm[preset] = time.perf_counter() - t0
     rows = []
     for i, item in enumerate(items):
-        for preset in ("fast", "paper"):
+        for preset in presets:
             _sync(device)
             t0 = time.perf_counter()
             exp = explain(model, item.frames, target=item.label, preset=preset, seed=seed)
@@ -183,17 +198,19 @@ def fast_vs_paper(n_clips: int, device, seed: int = 0) -> dict:
                          "pointing_game": pointing_game(exp.saliency, item.boxes),
                          "temporal_hit": float(temporal_hit(exp.saliency, item.event))})
             r = rows[-1]
-            print(f"{preset} clip {i}: {seconds:.1f} s, {r['iterations']} it, ins {r['insertion']:.3f} "
-                  f"pg {r['pointing_game']:.2f} hit {r['temporal_hit']:.0f}", file=sys.stderr, flush=True)
+            print(f"{preset} clip {i}: {seconds:.1f} s, {r['iterations']} it, {r['evaluations']} passes, "
+                  f"ins {r['insertion']:.3f} pg {r['pointing_game']:.2f} hit {r['temporal_hit']:.0f}",
+                  file=sys.stderr, flush=True)
 
     def mean(preset, key):
         return statistics.fmean(r[key] for r in rows if r["preset"] == preset)
-    out = {"clips": n_clips, "compile_warmup_s": warm, "rows": rows}
-    for p in ("fast", "paper"):
+    out = {"clips": n_clips, "presets": presets, "compile_warmup_s": warm, "rows": rows}
+    for p in presets:
         for key in ("seconds", "iterations", "evaluations", "insertion", "deletion", "pointing_game",
                     "temporal_hit"):
             out[f"{p}_{key}"] = mean(p, key)
-    out["time_ratio"] = out["fast_seconds"] / out["paper_seconds"]
+    if "fast" in presets and "paper" in presets:
+        out["time_ratio"] = out["fast_seconds"] / out["paper_seconds"]
     return out
 
 
@@ -246,7 +263,7 @@ def clip_seconds(names, device, repeats: int) -> list[dict]:
     for name in names:
         model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
         clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
-        for preset in ("fast", "paper"):
+        for preset in S.PRESETS:
             for precision in ("fp32", "auto"):
                 st = dataclasses.replace(_settings(model, preset), precision=precision)
                 word = S.describe_precision(device, precision)
@@ -269,7 +286,8 @@ def _table(title: str, head: list[str], rows: list[list]) -> list[str]:
 
 
 def report(res: dict) -> str:
-    lines = [f"Device: {res['device_name']}, torch {res['torch']}, {res['threads']} CPU threads.", ""]
+    lines = [f"Device: {res['device_name']}, torch {res['torch']}, {res['threads']} CPU threads, "
+             f"{res.get('clock', 'wall')} clock for the overhead.", ""]
     if res.get("overhead"):
         lines += _table("Engine overhead: seconds per iteration / bare forward+backward on the same batch.",
                         ["model", "frames × crop", "preset", "batch", "iteration s", "bare fwd+bwd s", "ratio"],
@@ -278,15 +296,18 @@ def report(res: dict) -> str:
                          for r in res["overhead"]])
     fp = res.get("fast_vs_paper")
     if fp:
-        lines += _table(f"Fast against paper on {fp['clips']} toy clip(s):",
-                        ["preset", "s / clip", "iterations", "model evaluations", "insertion AUC", "deletion AUC",
+        lines += _table(f"The presets on {fp['clips']} toy clip(s) (model passes: forward+backward, one per mask "
+                        "and iteration):",
+                        ["preset", "s / clip", "iterations", "model passes", "insertion AUC", "deletion AUC",
                          "pointing game", "temporal hit"],
                         [[p, f"{fp[p + '_seconds']:.1f}", f"{fp[p + '_iterations']:.0f}",
                           f"{fp[p + '_evaluations']:.0f}", f"{fp[p + '_insertion']:.3f}",
                           f"{fp[p + '_deletion']:.3f}", f"{fp[p + '_pointing_game']:.3f}",
-                          f"{fp[p + '_temporal_hit']:.2f}"] for p in ("fast", "paper")])
-        lines += [f"fast / paper wall time: {fp['time_ratio']:.3f} (compile warm-up, once per process: "
-                  + ", ".join(f"{k} {v:.1f} s" for k, v in fp["compile_warmup_s"].items()) + ")", ""]
+                          f"{fp[p + '_temporal_hit']:.2f}"] for p in fp.get("presets", ("fast", "paper"))])
+        if "time_ratio" in fp:
+            lines += [f"fast / paper wall time: {fp['time_ratio']:.3f}"]
+        lines += ["compile warm-up, once per process: "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in fp["compile_warmup_s"].items()), ""]
     if res.get("scaling"):
         lines += _table("Scaling of the fast preset on the toy network (one factor at a time from 16 frames, "
                         "64 px, 3 areas, 1 target):",
@@ -314,11 +335,17 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-seconds", nargs="*", default=None, metavar="MODEL",
                     help="also time whole clips, fp32 and the automatic precision, on these models (e.g. videomae-b x3d_m slowfast_r50)")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="time the overhead section by the wall clock (default) or by this process's CPU time "
+                         "(on a machine shared with other work, where waiting for a core would count as work)")
     a = ap.parse_args(argv)
+    global _clock
+    _clock = time.process_time if a.clock == "cpu" else time.perf_counter
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     repeats = a.repeats or (2 if a.quick else 5)
     res = {"device": str(device), "torch": torch.__version__, "threads": a.threads, "quick": a.quick,
+           "clock": a.clock,
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
            f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"}
     t0 = time.perf_counter()
@@ -326,9 +353,13 @@ def main(argv=None) -> int:
         res["overhead"] = overhead(a.models, device, repeats, single_area=a.quick)
         res["overhead_ratio"] = {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == "fast"}
         res["paper_overhead_ratio"] = {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == "paper"}
+        res["overhead_ratios"] = {p: {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == p}
+                                  for p in S.PRESETS}
     if "fast-vs-paper" not in a.skip:
         fp = fast_vs_paper(a.clips or (1 if a.quick else 3), device)
         res["fast_vs_paper"] = fp
+        res["passes_per_clip"] = {p: fp[f"{p}_evaluations"] for p in fp["presets"]}
+        res["seconds_per_toy_clip"] = {p: fp[f"{p}_seconds"] for p in fp["presets"]}
         res.update({"fast_vs_paper_time_ratio": fp["time_ratio"],
                     "fast_insertion_auc": fp["fast_insertion"], "paper_insertion_auc": fp["paper_insertion"],
                     "fast_pointing_game": fp["fast_pointing_game"], "paper_pointing_game": fp["paper_pointing_game"],

@@ -3,7 +3,9 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 _spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "benchmarks" / "quality.py")
 quality = importlib.util.module_from_spec(_spec)
@@ -73,3 +75,47 @@ def test_a_bad_shard_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
         tune.main(["--variants", "fast", "--shard", "2/2", "--jsonl", str(tmp_path / "t.jsonl")])
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_summary_pairs_the_interactive_preset_with_paper_and_counts_passes():
+    rows = [_row(m, i, insertion=v, evaluations=ev) for i in range(3)
+            for m, v, ev in (("step-interactive", 0.9, 99), ("step-paper", 0.91, 3600), ("random", 0.5, None))]
+    s = quality.summarise(rows, ["step-interactive", "step-paper", "random"])
+    assert s["interactive_minus_paper"]["clips"] == 3
+    assert s["interactive_minus_paper"]["insertion"] == pytest.approx(-0.01)
+    assert s["methods"]["step-interactive"]["passes_per_clip"] == 99
+    assert s["methods"]["random"]["passes_per_clip"] is None
+    text = quality.table(s, {"clips": 3, "accuracy": 1.0, "unit": "block", "substrate": "blur", "steps": 128,
+                             "device": "cpu"})
+    assert "STEP (interactive) − STEP (paper) on the 3 clips both ran (paired): insertion -0.010 ± 0.000" in text
+    assert "Model passes per clip (forward+backward, one per mask and iteration): STEP (interactive) 99, " \
+           "STEP (paper) 3600." in text
+
+
+_spec_s = importlib.util.spec_from_file_location("speed", Path(__file__).parents[1] / "benchmarks" / "speed.py")
+speed = importlib.util.module_from_spec(_spec_s)
+_spec_s.loader.exec_module(speed)
+
+
+def test_speed_reports_every_preset_with_its_passes(monkeypatch):
+    """speed.py's preset section runs every preset of step.PRESETS on the same clips and its JSON carries
+    passes_per_clip (mean Explanation.evaluations) and the overhead ratio of every preset."""
+    from attribution import step as S
+
+    class Exp:
+        def __init__(self, preset):
+            self.iterations = {"paper": 1200, "fast": 110}.get(preset, 33)
+            self.evaluations = self.iterations * 3
+            self.saliency = np.zeros((16, 64, 64), np.float32)
+
+    class Curves:
+        auc_insertion, auc_deletion = 0.9, 0.2
+
+    monkeypatch.setattr(speed, "explain", lambda model, frames, target=None, preset="fast", **kw: Exp(preset))
+    monkeypatch.setattr(speed, "deletion_insertion", lambda *a, **k: Curves())
+    fp = speed.fast_vs_paper(2, torch.device("cpu"))
+    assert fp["presets"] == list(S.PRESETS)
+    assert {p: fp[f"{p}_evaluations"] for p in S.PRESETS} == {"paper": 3600, "fast": 330, "interactive": 99}
+    assert fp["time_ratio"] > 0
+    text = speed.report({"device_name": "CPU", "torch": "x", "threads": 1, "fast_vs_paper": fp, "clock": "cpu"})
+    assert "| interactive |" in text and "cpu clock" in text

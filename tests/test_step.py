@@ -484,3 +484,99 @@ def test_area_reference_is_sorted_ascending_with_the_area_in_ones():
         ref = S.area_reference(n, a)
         assert ref.shape == (n,) and torch.equal(ref, ref.sort().values)
         assert int(ref.sum()) == n - int((1 - a) * n) and set(ref.unique().tolist()) <= {0.0, 1.0}
+
+
+# ------------------------------------------------------------------------------ presets, speed-ups, interactive
+def test_fast_preset_is_the_papers_schedule_six_times_faster():
+    fast = S.PRESETS["fast"]
+    assert S.FAST_SPEEDUP == 6
+    assert fast["iterations"] == 200 and fast["core_warmup"] == 17 and fast["lr"] == 0.3
+    assert fast["area_growth"] == pytest.approx(1.0008668 ** 6, rel=1e-12)
+
+
+def test_eager_smooth_max_has_the_formulas_forward_and_its_gradient():
+    """_SmoothMax (eager) against the formula run through autograd: forward bit for bit, backward to rounding."""
+    g = torch.Generator().manual_seed(1)
+    nb, kern = torch.rand(3, 20, 1, 49, generator=g), torch.rand(4, 49, generator=g)
+    w = torch.rand(3, 20, 4, generator=g)
+    a, b = nb.clone().requires_grad_(True), nb.clone().requires_grad_(True)
+    ref, fused = S.smooth_max(a, kern), S._SmoothMax.apply(b, kern, S.COLDNESS)
+    assert torch.equal(ref, fused)
+    (ref * w).sum().backward()
+    (fused * w).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-5)
+    assert a.grad.abs().max() > 0.1                               # a gradient that tells the two apart
+
+
+def test_areas_kept_spreads_over_the_range():
+    assert S.areas_kept((0.01, 0.02, 0.04), 3) == (0.01, 0.02, 0.04)
+    assert S.areas_kept((0.05, 0.10, 0.15, 0.50), 3) == (0.05, 0.15, 0.50)
+    assert S.areas_kept((0.05, 0.10, 0.15, 0.50), 2) == (0.05, 0.50)
+    assert S.areas_kept((0.05, 0.10, 0.15, 0.50), 1) == (0.10,)       # single_area: the lower median
+    assert S.areas_kept((0.3, 0.1), None) == (0.3, 0.1)
+    with pytest.raises(InputError):
+        S.areas_kept((0.1, 0.2), 0)
+
+
+def test_init_from_gradient_keeps_each_masks_share_of_the_most_negative_cells():
+    grad = torch.tensor([[0.0, -3.0, 1.0, -1.0, 2.0, -2.0, 0.5, 0.1, 0.2, 0.3],
+                         [5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0]])
+    out = S.init_from_gradient(grad, torch.tensor([0.3, 0.2]))
+    assert out.tolist()[0] == [0, 1, 0, 1, 0, 1, 0, 0, 0, 0]
+    assert out.tolist()[1] == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+
+
+def test_gradient_start_spends_one_pass_and_keeps_the_evidence(monkeypatch):
+    """init="gradient": iteration 0's pass (counted) restarts the parameters at 0/1, with the cells where the
+    evidence is (a model that reads one corner) on, and no optimiser step is taken on that pass."""
+    class Corner(torch.nn.Module):
+        def forward(self, x):      # class 0 is the brightness of the top-left corner of every frame
+            s = x[:, :, :, :8, :8].mean((1, 2, 3, 4)) * 20
+            return torch.stack([s, -s], 1)
+    from model_zoo.classifier import VideoClassifier
+    model = VideoClassifier(Corner(), name="corner", labels=["a", "b"], num_frames=4, crop_size=32,
+                            mean=[0.5] * 3, std=[0.25] * 3)
+    clip = torch.rand(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    steps = []
+    orig = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: steps.append(1) or orig(self, *a, **k))
+    st = S.Settings(iterations=1, areas=(0.1,), init="gradient", compile=False)
+    res = S.perturbation(model, clip, [0], settings=st)
+    assert res.evaluations == 1 and steps == []
+    mask = res.masks[0, 0]                                         # (T,H,W) from 0/1 parameters
+    assert mask[:, :8, :8].mean() > 0.9 and mask[:, 16:, 16:].max() < 0.1
+    res = S.perturbation(model, clip, [0], settings=dataclasses.replace(st, iterations=3))
+    assert res.evaluations == 3 and steps == [1, 1]
+
+
+def test_interactive_preset_spends_at_most_99_passes_whatever_the_areas():
+    inter = S.Settings(**S.PRESETS["interactive"])
+    assert inter.iterations == S.ITERATIONS // S.INTERACTIVE_SPEEDUP == 33
+    assert inter.core_warmup == 3 and inter.init == "gradient" and inter.area_count == 3
+    clip = torch.rand(1, 3, 8, 32, 32)
+    for areas in ((0.05, 0.1, 0.15, 0.5), (0.1, 0.3)):
+        st = dataclasses.replace(inter, areas=areas, compile=False)
+        res = S.perturbation(tiny_model(), clip, [0], settings=st)
+        kept = min(3, len(areas))
+        assert res.evaluations == res.iterations * kept == 33 * kept <= 99
+        assert res.masks.shape[1] == kept and len(res.settings.areas) == kept
+    two = S.perturbation(tiny_model(), clip, [0, 1], settings=dataclasses.replace(inter, compile=False))
+    assert two.evaluations == 2 * 99                               # per target: 99
+
+
+def test_adam_and_bad_optimiser_or_start():
+    clip = torch.rand(1, 3, 8, 32, 32)
+    res = S.perturbation(tiny_model(), clip, [0], settings=S.Settings(iterations=3, areas=(0.2,), optimizer="adam",
+                                                                      lr=0.1, compile=False))
+    assert res.iterations == 3 and res.masks.min() < 1
+    for bad in (dict(optimizer="lbfgs"), dict(init="zeros")):
+        with pytest.raises(InputError):
+            S.perturbation(tiny_model(), clip, [0], settings=S.Settings(iterations=1, areas=(0.2,), **bad))
+
+
+def test_should_cancel_is_public_and_the_old_name_still_works():
+    import threading
+    ev = threading.Event()
+    assert S.should_cancel(None) is False and S.should_cancel(ev) is False and S.should_cancel(lambda: True)
+    ev.set()
+    assert S.should_cancel(ev) and S._should_cancel is S.should_cancel
