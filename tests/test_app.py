@@ -32,8 +32,7 @@ def app(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                            "VAE_TMP": str(tmp / "requests"), "GRADIO_EXAMPLES_CACHE": str(tmp / "examples_cache"),
-                           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VAE_CURVE_STEPS": str(CURVE_STEPS),
-                           "VAE_CACHE_MB": "0"}.items():   # the result cache is off but where a test turns it on
+                           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "VAE_CURVE_STEPS": str(CURVE_STEPS)}.items():
             mp.setenv(key, value)
         import app as app_module
         from attribution import pipeline
@@ -396,6 +395,8 @@ def test_the_estimate_follows_the_settings(app):
     from model_zoo import load_model
     model = load_model("toy")
     cost.pass_costs(model)                               # timed once (what the first request does)
+    for preset in ("fast", "paper"):                     # the engine's own cost per iteration, for both presets
+        cost.engine_costs(preset, model.device, measure=True)
     assert "Expected time:" in costs.cost_markdown("toy", "step", "fast")
     fast = costs.estimate(model, "step", "fast", {}, True, measure=False).seconds
     paper = costs.estimate(model, "step", "paper", {}, True, measure=False).seconds

@@ -201,7 +201,7 @@ def test_a_rerun_elsewhere_reads_every_clip_from_the_result_cache(clips, model, 
 
     from attribution import pipeline
     from attribution.cache import ResultCache
-    cache = ResultCache(tmp_path / "results")
+    cache = ResultCache(tmp_path / "results", max_bytes=100 * 2**20)
     kw = dict(model=model, method="gradient", curves=True, steps=8, cache=cache, log=None)
     Bt.run_batch(clips, tmp_path / "a", **kw)
     first = [r for r in Bt.read_results(tmp_path / "a") if r["status"] == "ok"]

@@ -90,7 +90,7 @@ def test_a_repeated_request_comes_from_the_cache_until_a_setting_changes(model, 
     """The app, the CLI and batch share pipeline.run's cache: a repeat returns the stored map and curves without
     running the model; another setting or seed is another entry."""
     from attribution.cache import ResultCache
-    cache = ResultCache(tmp_path / "results")
+    cache = ResultCache(tmp_path / "results", max_bytes=100 * 2**20)
     first = pipeline.run(model, item.frames, "step", curve_steps=8, cache=cache, **QUICK)
     assert first.source["cache"] == "stored"
 
