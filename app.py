@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from attribution.device import device_sentence
-from attribution.step import PERTURBATIONS, PRESETS
+from attribution.step import PERTURBATIONS, PRESETS, compiles
 from model_zoo import load_model
 from ui import config, costs, inputs, text
 from ui.callbacks import (compare_clip, compare_cost, compare_stoppable, examples, explain_clip,  # noqa: F401
@@ -33,11 +33,14 @@ from ui.config import (CONCURRENCY, DEFAULT_MODEL, HARDWARE, KEEP_SECONDS, MAX_Q
                        TOP1)
 
 log = logging.getLogger("video-attribution-explorer")
-PRESET_LABELS = {"fast": "fast (default)", "paper": "paper (1200 iterations, slow)"}
+PRESET_LABELS = {"interactive": "interactive (about 100 model passes)", "fast": "fast",
+                 "paper": "paper (1200 iterations, slow)"}
 
 
 def _preset_choices() -> list[tuple[str, str]]:
-    return [(PRESET_LABELS.get(p, p), p) for p in PRESETS]
+    """Every preset of the engine, the app's default first, cheapest to slowest."""
+    order = sorted(PRESETS, key=lambda p: (p != config.DEFAULT_PRESET, PRESETS[p].get("iterations", 10 ** 6)))
+    return [(PRESET_LABELS.get(p, p) + (" · default" if p == config.DEFAULT_PRESET else ""), p) for p in order]
 
 
 def _explain_inputs(w) -> None:
@@ -143,7 +146,7 @@ def _compare_tab(models) -> SimpleNamespace:
                                 value="method", label="Compare", scale=3)
                 w.top_k = gr.Number(label="Classes", value=3, precision=0, minimum=2, maximum=5, scale=1)
             with gr.Row():
-                w.preset = gr.Radio(list(PRESETS), value=config.DEFAULT_PRESET, label="Preset")
+                w.preset = gr.Radio([v for _, v in _preset_choices()], value=config.DEFAULT_PRESET, label="Preset")
                 w.iterations = gr.Number(label="Iterations (0 = preset)", value=0, precision=0, minimum=0)
                 w.seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
             w.paper_curves = gr.Checkbox(value=False, label=f"Paper's {config.PAPER_CURVE_STEPS} curve steps "
@@ -234,7 +237,7 @@ def main() -> None:
         costs.measure_in_background(load_model(DEFAULT_MODEL))
     if HARDWARE["problem"]:
         log.warning(HARDWARE["problem"])
-    if os.environ.get("VAE_WARMUP", "1") != "0" and not ON_ZEROGPU:  # ZeroGPU does not support torch.compile
+    if os.environ.get("VAE_WARMUP", "1") != "0" and not ON_ZEROGPU and compiles(config.DEFAULT_PRESET):
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT")
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

@@ -39,7 +39,7 @@ from typing import Iterable, Sequence
 import torch
 
 from attribution import step as step_mod
-from attribution.common import batch_for_bytes
+from attribution.common import batch_for_bytes, frozen
 
 CACHE_VERSION = 1
 CACHE_ENV = "VAE_COST_CACHE"
@@ -244,7 +244,7 @@ def measure_passes(model, device=None, batches: Sequence[int] = BATCHES, repeats
         _sync(device)
         return time.perf_counter() - t0
 
-    with step_mod.frozen(model):
+    with frozen(model):
         for b in batches:
             x = torch.rand(int(b), 3, T, H, W, device=device)
             for kind, grad in (("forward", False), ("backward", True)):

@@ -21,9 +21,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from attribution import step as step_mod
+from attribution.common import batch_for_bytes, halve_on_oom, saliency_array
 from attribution.errors import InputError
 
 UNITS = ("block", "pixel", "frame")
@@ -97,22 +97,6 @@ def auc(curve) -> float:
     return float((c.sum() - c[0] / 2 - c[-1] / 2) / (len(c) - 1))
 
 
-def _saliency_array(saliency, T: int, H: int, W: int) -> np.ndarray:
-    """(T,H,W) float64 numpy; a map on a coarser grid is upsampled bilinearly per frame (as the authors)."""
-    s = saliency.detach().float().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
-    s = np.squeeze(s.astype(np.float64))
-    if s.ndim == 2 and T == 1:
-        s = s[None]
-    if s.ndim != 3 or s.shape[0] != T:
-        raise InputError(f"The saliency map must be (T,H,W) with T={T}; got shape {np.shape(saliency)}.")
-    if not np.all(np.isfinite(s)):
-        raise InputError("The saliency map holds NaN or infinite values.")
-    if s.shape[1:] != (H, W):
-        s = F.interpolate(torch.from_numpy(s)[:, None], size=(H, W), mode="bilinear",
-                          align_corners=False)[:, 0].numpy()
-    return s
-
-
 def unit_ids(unit: str, T: int, H: int, W: int) -> tuple[np.ndarray, int]:
     """Which unit each pixel belongs to: ids (T,H,W) int64 in [0, n) and n.
 
@@ -161,13 +145,6 @@ def substrate_clip(model, clip: torch.Tensor, substrate: str) -> torch.Tensor:
     raise InputError(f"substrate must be one of {SUBSTRATES}, not {substrate!r}")
 
 
-def _batch_size(clip: torch.Tensor, batch_size: int | None, max_batch_bytes: int) -> int:
-    if batch_size:
-        return max(1, int(batch_size))
-    per_clip = clip[0].numel() * 4
-    return max(1, min(256, int(max_batch_bytes // per_clip)))
-
-
 def _probabilities(model, clip, substrate, pixel_rank: torch.Tensor, jobs: list[tuple[bool, int]], target: int,
                    batch: int, progress=None, done0=0, total=1) -> list[float]:
     """p(target) for each job (keep_top, k): keep_top keeps the k most salient units (insertion), otherwise
@@ -184,12 +161,8 @@ def _probabilities(model, clip, substrate, pixel_rank: torch.Tensor, jobs: list[
         try:
             logits = model(x)
         except torch.OutOfMemoryError:
-            if batch == 1:
-                raise
             del x, keep, top
-            if clip.is_cuda:
-                torch.cuda.empty_cache()
-            batch = max(1, batch // 2)
+            batch = halve_on_oom(batch, clip.device)
             continue
         out.extend(logits.float().softmax(-1)[:, target].cpu().tolist())
         i += len(chunk)
@@ -249,7 +222,7 @@ def deletion_insertion(model, clip: torch.Tensor, saliency, target: int, steps: 
     if not isinstance(clip, torch.Tensor) or clip.dim() != 5 or clip.shape[:2] != (1, 3):
         raise InputError(f"clip must be a tensor (1,3,T,H,W) in [0,1]; got {getattr(clip, 'shape', type(clip))}.")
     _, _, T, H, W = clip.shape
-    sal = _saliency_array(saliency, T, H, W)
+    sal = saliency_array(saliency, T, H, W)
     ids, n = unit_ids(unit, T, H, W)
     scores = np.bincount(ids.ravel(), weights=sal.ravel(), minlength=n) / np.bincount(ids.ravel(), minlength=n)
     target = int(target)
@@ -257,7 +230,7 @@ def deletion_insertion(model, clip: torch.Tensor, saliency, target: int, steps: 
     device = next((p.device for p in model.parameters()), None) if hasattr(model, "parameters") else None
     device = getattr(model, "device", None) or device or clip.device
     clip = clip.detach().float().to(device)
-    batch = _batch_size(clip, batch_size, max_batch_bytes)
+    batch = batch_for_bytes(clip, batch_size, max_batch_bytes)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()

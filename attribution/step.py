@@ -22,7 +22,6 @@ mask (B,1,T,H,W); saliency (T,H,W) in [0,1].
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
@@ -33,6 +32,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from attribution.common import frozen, halve_on_oom, should_cancel  # noqa: F401  (frozen: re-exported)
 from attribution.errors import Cancelled, InputError  # noqa: F401  (Cancelled: re-exported, raised here)
 
 # ----------------------------------------------------------------------------------------------- constants
@@ -706,32 +706,6 @@ class Result:
     settings: Settings
 
 
-@contextlib.contextmanager
-def frozen(model: torch.nn.Module):
-    """Eval mode and no parameter gradients for the duration; the caller's flags are restored after."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    training = model.training
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
-        model.train(training)
-
-
-def should_cancel(cancel) -> bool:
-    """Whether ``cancel`` (None, a ``threading.Event`` or a callable) asks to stop now."""
-    if cancel is None:
-        return False
-    return bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
-
-
-_should_cancel = should_cancel   # the former private name, until every caller uses should_cancel
-
-
 def perturbation(model: torch.nn.Module, clip: torch.Tensor, targets: Sequence[int], *, method: str = "step",
                  settings: Settings = Settings(), seed: int = 0,
                  progress: Callable | None = None, cancel=None) -> Result:
@@ -835,12 +809,8 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
                                                  dtype, compiled, contrast)
                 break
             except torch.OutOfMemoryError:  # accelerator memory (CUDA, MPS, XPU)
-                if chunk == 1:
-                    raise
-                chunk = max(1, chunk // 2)
                 mask_in.grad = None
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+                chunk = halve_on_oom(chunk, device)
                 if progress is not None:
                     progress(done, cfg.iterations, {"iteration": done, "batch": chunk})
         evaluations += evals
@@ -898,3 +868,9 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
 def compiled_once() -> bool:
     """Whether this process has compiled the mask generator (the cost model adds the one-off compile otherwise)."""
     return bool(_COMPILED) and not _COMPILED.get("broken")
+
+
+def compiles(preset: str) -> bool:
+    """Whether a run of ``preset`` with ``compile="auto"`` compiles the mask generator (long enough to pay the
+    one-off compile: ``COMPILE_MIN_ITERATIONS``)."""
+    return Settings(**PRESETS[preset]).iterations >= COMPILE_MIN_ITERATIONS

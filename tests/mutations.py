@@ -103,7 +103,7 @@ MUTATIONS = [
               (".abs().mean() < cfg.early_stop:", ".abs().mean() <= cfg.early_stop:")),
              (f"{T_STEP}::test_early_stop_fires_once_the_mask_settles_and_never_when_off",)),
     Mutation("cancel-only-at-start", "cancel is looked at before the first iteration only", STEP,
-             (("if _should_cancel(cancel):", "if it == 0 and _should_cancel(cancel):"),),
+             (("if should_cancel(cancel):", "if it == 0 and should_cancel(cancel):"),),
              (f"{T_STEP}::test_cancel_in_the_middle_of_a_run_stops_it_at_the_next_iteration",)),
     Mutation("mask-never-optimised", "the optimiser's learning rate is 0: the mask stays all ones", STEP,
              (("opt = torch.optim.SGD([params], lr=cfg.lr", "opt = torch.optim.SGD([params], lr=0.0"),),

@@ -574,9 +574,9 @@ def test_adam_and_bad_optimiser_or_start():
             S.perturbation(tiny_model(), clip, [0], settings=S.Settings(iterations=1, areas=(0.2,), **bad))
 
 
-def test_should_cancel_is_public_and_the_old_name_still_works():
+def test_should_cancel_reads_an_event_a_callable_or_none():
     import threading
     ev = threading.Event()
     assert S.should_cancel(None) is False and S.should_cancel(ev) is False and S.should_cancel(lambda: True)
     ev.set()
-    assert S.should_cancel(ev) and S._should_cancel is S.should_cancel
+    assert S.should_cancel(ev)

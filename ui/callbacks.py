@@ -304,16 +304,17 @@ def examples() -> tuple[list, list[str]]:
     return rows, labels
 
 
-def warm_up(model_name: str = DEFAULT_MODEL) -> None:
-    """Run one ``fast`` iteration of the default model on a blank clip, compiling the mask generator for the
-    shape every default request has (the compiled kernel is then shared by all requests)."""
+def warm_up(model_name: str = DEFAULT_MODEL, preset: str = DEFAULT_PRESET) -> None:
+    """Run one iteration of ``preset`` on the default model and a blank clip, compiling the mask generator for
+    the shape its requests have (the compiled kernel is then shared by all requests; the server does it only for
+    a default preset long enough to compile, ``attribution.step.compiles``)."""
     import torch
     try:
         t0 = time.perf_counter()
         model = load_model(model_name)
         clip = torch.zeros(1, 3, model.num_frames, *model.input_size, device=model.device)
         with MODEL_LOCK:   # never beside a request (or the timing of the passes) on the same model
-            pipeline.run(model, clip, config.DEFAULT_METHOD, preset=DEFAULT_PRESET, iterations=1, compile=True)
+            pipeline.run(model, clip, config.DEFAULT_METHOD, preset=preset, iterations=1, compile=True)
         log.info("warm-up of %s done in %.1f s", model_name, time.perf_counter() - t0)
     except Exception as e:  # noqa: BLE001 - a failed warm-up only means the first request compiles
         log.warning("warm-up of %s failed: %s", model_name, e)

@@ -49,11 +49,11 @@ def estimate(model, method_or_methods, preset, overrides: dict, curve_steps: int
         return None
     compare = method_or_methods if isinstance(method_or_methods, (list, tuple)) else None
     try:
-        return cost.estimate(model, compare[0] if compare else method_or_methods, preset or "fast",
+        return cost.estimate(model, compare[0] if compare else method_or_methods, preset or config.DEFAULT_PRESET,
                              iterations=overrides.get("iterations"), areas=overrides.get("areas"),
                              curves=bool(curve_steps), curve_steps=curve_steps or config.CURVE_STEPS, compare=compare,
                              costs=costs,
-                             engine=cost.engine_costs(preset or "fast", model.device, measure=False))
+                             engine=cost.engine_costs(preset or config.DEFAULT_PRESET, model.device, measure=False))
     except (ValueError, ExplorerError):  # an unknown method or setting: explain() says so in its own words
         return None
 
@@ -74,7 +74,7 @@ def refuse_if_too_long(model, model_key: str, method_or_methods, preset, overrid
     return est
 
 
-def cost_markdown(model_name: str, methods, preset: str = "fast", areas: str = "", iterations: float = 0,
+def cost_markdown(model_name: str, methods, preset: str = config.DEFAULT_PRESET, areas: str = "", iterations: float = 0,
                   curves: bool = True, paper_curves: bool = False) -> str:
     """The line next to Explain / Compare: how long the request with these settings should take."""
     try:
@@ -136,7 +136,7 @@ def example_fits(model_name: str) -> bool:
     on_gpu = ON_ZEROGPU or config.HARDWARE["device"].startswith("cuda")
     try:
         if model_name in {n for n, _, _ in cached_models()}:
-            est = estimate(load_model(model_name), "step", "fast", {}, True, measure=False)
+            est = estimate(load_model(model_name), config.DEFAULT_METHOD, config.DEFAULT_PRESET, {}, True, measure=False)
             if est is not None:
                 return est.seconds <= config.EXAMPLE_SECONDS
         return model_name == config.DEFAULT_MODEL or on_gpu
