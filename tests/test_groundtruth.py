@@ -184,3 +184,32 @@ def test_curriculum_eases_in_and_ends_on_the_task():
     task = gt.generate(6, seed=5, frames=16, size=224)
     assert all(c.event != (0, 16) and any(c.distractor_boxes) for c in task)
 
+
+SHIPPED = sorted(n for n in gt.GEOMETRY if gt.weights_path(n).exists())
+TEST_SEED = 3   # unseen: training uses seeds >= TRAIN_SEED, its progress checks seed 7, the benchmarks 500
+
+
+def test_the_cnn_ships():
+    assert "gt_x3d_xs" in SHIPPED
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def trained(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)   # batches of a few clips: a second thread's hand-offs cost more on a loaded CPU
+    yield load_model(request.param, device="cpu")
+    torch.set_num_threads(before)
+
+
+def test_shipped_model_does_the_task(trained):
+    assert not trained.module.training
+    assert gt.evaluate(trained, n=50, seed=TEST_SEED, batch=5) >= 0.95
+
+
+def test_shipped_model_reads_the_evidence_and_only_it(trained):
+    """Blurring all but the striped disc keeps the class, blurring the disc destroys it (accuracy near chance,
+    0.25), blurring a ring distractor (in every frame, more volume than the evidence) does not."""
+    clips = gt.generate(12, seed=TEST_SEED + 1, frames=trained.num_frames, size=trained.crop_size)
+    res = gt.confinement(trained, clips)
+    assert res["keep"] >= 0.9 and res["control_keep"] >= 0.9 and res["blurred_accuracy"] <= 0.5, res
+    assert res["p_evidence_blurred"] < 0.5 < min(res["p_distractor_blurred"], res["p_evidence_only"]), res
