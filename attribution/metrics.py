@@ -326,15 +326,6 @@ def mass_in_tube(saliency, boxes: Sequence) -> float:
     return float(inside / total)
 
 
-def box_map(boxes: Sequence, T: int, H: int, W: int) -> np.ndarray:
-    """The evidence as a map (T,H,W): 1 inside each frame's box, 0 elsewhere (a perfect explanation)."""
-    m = np.zeros((T, H, W), dtype=np.float32)
-    for t, b in enumerate(_check_boxes(boxes, T)):
-        if b is not None:
-            m[t, max(0, b[1]):b[3], max(0, b[0]):b[2]] = 1
-    return m
-
-
 # ------------------------------------------------------------------------------------------ reliability
 def _average_ranks(row: np.ndarray) -> np.ndarray:
     """Ranks 0 (lowest) .. M-1 (highest); tied values share their mean rank."""

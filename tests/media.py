@@ -1,8 +1,9 @@
-"""Test helpers that read what the product wrote: a video file's streams, a matplotlib figure's pixels."""
+"""Test helpers: what the product wrote (a video file's streams, a figure's pixels) and the ideal map of known evidence."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import av
 import numpy as np
@@ -64,3 +65,12 @@ def figure_to_array(fig) -> np.ndarray:
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def box_map(boxes: Sequence, T: int, H: int, W: int) -> np.ndarray:
+    """The evidence as a map (T,H,W): 1 inside each frame's box, 0 elsewhere (a perfect explanation)."""
+    m = np.zeros((T, H, W), dtype=np.float32)
+    for t, b in enumerate(boxes):
+        if b is not None:
+            m[t, max(0, b[1]):b[3], max(0, b[0]):b[2]] = 1
+    return m

@@ -11,7 +11,8 @@ from attribution.methods import baselines as B
 from attribution import explain
 from attribution.errors import InputError
 from attribution.methods import REGISTRY, available_methods
-from attribution.metrics import box_map, mass_in_tube, pointing_game
+from attribution.metrics import mass_in_tube, pointing_game
+from media import box_map
 from model_zoo import TokenGrid, VideoClassifier, toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # toy-sized tensors: see conftest.py

@@ -95,7 +95,8 @@ def test_step_finds_the_evidence_on_toy_clips(model):
     fail a random map and frame difference on the same clips (pointing about 0.05, tube about 2x, window
     excess under 0.1), so they measure the optimisation, not the clip."""
     from attribution.methods.baselines import frame_difference, random
-    from attribution.metrics import box_map, mass_in_tube, pointing_game
+    from attribution.metrics import mass_in_tube, pointing_game
+    from media import box_map
 
     def scores(saliency, c):
         s = np.asarray(saliency, dtype=np.float64)

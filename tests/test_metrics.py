@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from attribution import metrics as M
 from attribution.errors import InputError
+from media import box_map
 from model_zoo import toy
 
 WEIGHTS = toy.WEIGHTS.exists()
@@ -178,7 +179,7 @@ def test_a_perfect_map_beats_random_on_insertion_on_the_toy_model():
     wins = []
     for item in toy.generate(3, seed=501):
         clip = model.prepare(item.frames)
-        perfect = M.box_map(item.boxes, 16, 64, 64)
+        perfect = box_map(item.boxes, 16, 64, 64)
         c = M.deletion_insertion(model, clip, perfect, item.label, steps=16, random_baseline=True, seed=0)
         wins.append(c.auc_insertion > c.auc_random_insertion + 0.1)
     assert all(wins), wins
@@ -210,7 +211,7 @@ def test_temporal_hit_and_mass_in_tube():
     boxes = [None] * 6
     boxes[3] = (0, 0, 2, 2)
     assert math.isclose(M.mass_in_tube(sal, boxes), 4 / 7)
-    assert M.mass_in_tube(M.box_map(boxes, 6, 8, 8), boxes) == 1.0
+    assert M.mass_in_tube(box_map(boxes, 6, 8, 8), boxes) == 1.0
     assert math.isnan(M.mass_in_tube(np.zeros((6, 8, 8)), boxes))
 
 
