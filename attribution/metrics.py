@@ -77,9 +77,9 @@ class Curves:
         return out
 
     def figure(self, title: str | None = None):
-        from attribution import render
+        from attribution import figures
         what = {"block": "blocks", "pixel": "pixels", "frame": "frames"}[self.unit]
-        return render.curves_figure(
+        return figures.curves_figure(
             self.fractions, self.deletion, self.insertion, auc_deletion=self.auc_deletion,
             auc_insertion=self.auc_insertion, random_deletion=self.random_deletion,
             random_insertion=self.random_insertion, auc_random_deletion=self.auc_random_deletion,

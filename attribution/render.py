@@ -19,11 +19,8 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from attribution.errors import InputError
 from attribution.common import check_frames
-# attribution.metrics (Curves.figure) still calls the figures through this module: re-exported until it imports
-# them from attribution.figures.
-from attribution.figures import curves_figure, save_figure, temporal_figure  # noqa: F401
+from attribution.errors import InputError
 
 # ----------------------------------------------------------------------------------------------- constants
 CMAP = "inferno"              # perceptually uniform, dark = unimportant, readable in grey-scale print

@@ -157,8 +157,8 @@ def test_curves_summary_and_figure(untrained_toy, tmp_path):
     assert len(s["deletion"]) == len(s["random_insertion"]) == 5
     import json
     json.dumps(s)
-    from attribution import render
-    render.save_figure(c.figure(title="t"), tmp_path / "c.png")
+    from attribution import figures
+    figures.save_figure(c.figure(title="t"), tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
 
 
