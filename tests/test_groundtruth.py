@@ -209,7 +209,7 @@ def test_shipped_model_does_the_task(trained):
 def test_shipped_model_reads_the_evidence_and_only_it(trained):
     """Blurring all but the striped disc keeps the class, blurring the disc destroys it (accuracy near chance,
     0.25), blurring a ring distractor (in every frame, more volume than the evidence) does not."""
-    clips = gt.generate(12, seed=TEST_SEED + 1, frames=trained.num_frames, size=trained.crop_size)
+    clips = gt.generate(8, seed=TEST_SEED + 1, frames=trained.num_frames, size=trained.crop_size)
     res = gt.confinement(trained, clips)
     assert res["keep"] >= 0.9 and res["control_keep"] >= 0.9 and res["blurred_accuracy"] <= 0.5, res
     assert res["p_evidence_blurred"] < 0.5 < min(res["p_distractor_blurred"], res["p_evidence_only"]), res
