@@ -61,7 +61,7 @@ ENGINE_ITERATIONS = 6      # timed iterations of the engine measurement (after t
 # Documented fallback when the engine has not been measured on this device: seconds per mask pixel per
 # iteration on the 2-core CPU of README (Speed: toy fast 0.021 - 0.010 s and paper 0.030 - 0.010 s for one
 # 16x64x64 mask), i.e. about 1.7e-7 and 3.1e-7. A GPU is far cheaper; there the model's passes dominate anyway.
-FALLBACK_PER_PIXEL = {"fast": 1.7e-7, "paper": 3.1e-7}
+FALLBACK_PER_PIXEL = {"fast": 1.7e-7, "paper": 3.1e-7}   # other presets: the larger (paper's) until measured
 FALLBACK_COMPILE_SECONDS = 15.0   # one-off torch.compile of the smooth-max on a CPU (step.COMPILE_MIN_ITERATIONS)
 
 _FILE_LOCK = threading.Lock()
@@ -576,7 +576,7 @@ def _add_perturbation(breakdown: dict, passes: dict, model, method: str, preset:
     overrides = {k: v for k, v in dict(iterations=iterations, areas=areas).items() if v is not None}
     st = _settings_for(model, method, preset, overrides)
     n_it = expected_iterations(st)
-    A = len(st.areas)
+    A = len(step_mod.areas_kept(st.areas, st.area_count))   # the masks optimised (interactive keeps 3 at most)
     games = 2 if st.game == "dual" else 1
     chunk = min(st.batch or A * games, A * games)
     eng = engine if engine is not None else engine_costs(preset, device, measure=True)
@@ -639,8 +639,9 @@ def refusal(estimate: Estimate, limit_seconds: float, model_name: str, method: s
     choices = []
     methods = method.split("+") if "+" in method else [method]
     perturbation = any(m in step_mod.METHODS for m in methods)
-    if perturbation and preset and preset != "fast":
-        choices.append("the fast preset")
+    cheapest = min(step_mod.PRESETS, key=lambda p: step_mod.Settings(**step_mod.PRESETS[p]).iterations)
+    if perturbation and preset and preset != cheapest:
+        choices.append(f"the {cheapest} preset")
     if perturbation:
         choices.append("fewer iterations or areas")
     if len(methods) > 1:

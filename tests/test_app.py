@@ -386,7 +386,7 @@ def test_a_request_above_the_limit_is_refused_before_it_runs(app, clip, monkeypa
     with pytest.raises(gr.Error) as err:
         app.explain_clip(clip, "toy", "", "step", "paper", 0, 0, "", 0, 0, "blur", 0, True)
     text = err.value.message
-    assert text.startswith("This request would take about") and "limit" in text and "fast preset" in text
+    assert text.startswith("This request would take about") and "limit" in text and "interactive preset" in text
     assert text.count(". ") == 0 and not ran            # one sentence, and nothing ran
 
 

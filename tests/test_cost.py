@@ -176,10 +176,12 @@ def test_refusal_above_the_limit_only():
     msg = cost.refusal(e, e.seconds / 4, "tiny", "step", "paper")
     assert msg.startswith("This request would take about ") and msg.endswith(".")
     assert msg.count(".") == 1 and "\n" not in msg                  # one sentence
-    for choice in ("fast preset", "fewer iterations", "x3d_xs", "GPU"):
+    for choice in ("interactive preset", "fewer iterations", "x3d_xs", "GPU"):
         assert choice in msg
     fast = cost.refusal(est(), 0.1, "x3d_xs", "step", "fast")
-    assert "fast preset" not in fast and "toy" in fast and "x3d_xs" not in fast.split("limit")[1]
+    assert "interactive preset" in fast and "toy" in fast and "x3d_xs" not in fast.split("limit")[1]
+    cheapest = cost.refusal(est(preset="interactive"), 0.1, "x3d_xs", "step", "interactive")
+    assert "preset" not in cheapest                                 # nothing cheaper to suggest
     occ = cost.refusal(est("occlusion"), 0.01, "tiny", "occlusion", None)
     assert "iterations" not in occ and "grad-cam" in occ
 
@@ -231,3 +233,11 @@ def test_estimate_is_in_the_range_of_a_measured_explain(cache):
     ratio = predicted / min(actual)
     print(f"integrated-gradients predicted ÷ actual = {ratio:.2f}")
     assert 0.2 < ratio < 5, (predicted, actual)
+
+
+def test_the_interactive_preset_is_estimated_at_its_99_passes():
+    """interactive optimises at most 3 of a model's areas for 33 iterations: 99 backward passes, whatever the
+    number of areas asked (what Explanation.evaluations reports)."""
+    for areas in ((0.02, 0.05, 0.1), (0.01, 0.02, 0.05, 0.1)):
+        e = est(preset="interactive", areas=areas)
+        assert e.passes["areas"] == 3 and e.passes["iterations"] == 33 and e.passes["backward"] == 99
