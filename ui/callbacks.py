@@ -19,6 +19,7 @@ import pandas as pd
 from attribution import cost, pipeline, sanity
 from attribution import methods as registry
 from attribution.cache import ResultCache
+from attribution.common import check_cancel
 from attribution.errors import InputError
 from model_zoo import list_models, load_model
 from ui import config, costs, files, inputs, text
@@ -75,7 +76,9 @@ def model_work(job: Job, progress=None, cancel=None):
     """The model work of a request: :func:`attribution.pipeline.run` or :func:`~attribution.pipeline.compare`.
     Errors become their one-sentence ``gr.Error`` here, inside the window (ZeroGPU keeps no other message)."""
     try:
+        check_cancel(cancel, "The explanation was stopped.")   # stopped while it waited: never take the model
         with MODEL_LOCK:
+            check_cancel(cancel, "The explanation was stopped.")
             m = load_model(job.model)
             if ON_ZEROGPU:  # inside the window: time the GPU passes once, so later windows are sized by them
                 cost.pass_costs(m)
