@@ -139,7 +139,7 @@ MUTATIONS = [
              ("tests/test_app.py::test_simultaneous_requests_never_run_the_model_at_once",)),
     Mutation("model-work-unlocked", "the model work runs without the model lock", "ui/callbacks.py",
              (("        with MODEL_LOCK:\n            check_cancel(", "        if True:\n            check_cancel("),),
-             ("tests/test_app.py::test_client_cancel_stops_a_long_job_and_the_next_one_runs",)),
+             ("tests/test_app.py::test_the_model_work_holds_the_model_lock_and_a_stopped_job_never_takes_it",)),
     Mutation("queue-unlimited", "the queue has no size limit", "app.py",
              (("demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENCY)",
                "demo.queue(default_concurrency_limit=CONCURRENCY)"),),

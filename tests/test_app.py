@@ -347,6 +347,22 @@ def test_client_bad_inputs_then_a_good_request(app, client, bad_inputs, clip, no
     assert len(label["confidences"]) == 4 and Path(overlay["video"] if isinstance(overlay, dict) else overlay).exists()
 
 
+def test_the_model_work_holds_the_model_lock_and_a_stopped_job_never_takes_it(app, monkeypatch):
+    """The model runs only under ui.runtime.MODEL_LOCK (one model cache, Grad-CAM's hooks); a job stopped while
+    it waited for its turn does not run at all."""
+    import threading
+    seen = []
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: seen.append(callbacks.MODEL_LOCK.locked()) or "done")
+    job = callbacks.Job("toy", None, ["random"])
+    assert callbacks.model_work(job) == "done" and seen == [True]
+    assert not callbacks.MODEL_LOCK.locked()
+    stopped = threading.Event()
+    stopped.set()
+    with pytest.raises(Exception, match="stopped"):
+        callbacks.model_work(job, cancel=stopped)
+    assert seen == [True] and not callbacks.MODEL_LOCK.locked()
+
+
 def test_client_cancel_stops_a_long_job_and_the_next_one_runs(app, client, clip, monkeypatch):
     """``Job.cancel()`` (what the Stop button does) ends a running explanation at its next iteration: the model
     lock is free again, the next request runs, and the stopped one left no request folder behind."""
