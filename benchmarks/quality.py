@@ -251,6 +251,15 @@ def table(summary: dict, header: dict) -> str:
     return "\n".join(lines)
 
 
+def record(path, row: dict, label: str) -> None:
+    """Append a (method, clip) result to the JSONL file and log it on one line."""
+    append_line(path, row)
+    its = f"{row['iterations']} it, " if row.get("iterations") else ""
+    print(f"{label:24s} clip {row['clip']:3d}: {its}ins {row['insertion']:.3f} del {row['deletion']:.3f} "
+          f"pg {row['pointing_game']:.2f} tube {row['mass_in_tube']:.3f} {row['seconds']:.1f}s",
+          file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=None, help=f"toy clips (default 30; {QUICK_CLIPS} with --quick)")
@@ -311,10 +320,7 @@ def main(argv=None) -> int:
             row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance)
             rows.append(row)
             done.add((name, i))
-            append_line(path, row)
-            print(f"{name:22s} clip {i:3d}: ins {row['insertion']:.3f} del {row['deletion']:.3f} "
-                  f"pg {row['pointing_game']:.2f} tube {row['mass_in_tube']:.3f} {row['seconds']:.1f}s",
-                  file=sys.stderr, flush=True)
+            record(path, row, name)
     if shards > 1:
         return 0
     rows = [r for r in rows if r["method"] in methods]

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality import (PAIRED_METRICS, _mean, append_line, clips_for, paired, parse_shard, read_rows,  # noqa: E402
+from quality import (PAIRED_METRICS, _mean, clips_for, record, paired, parse_shard, read_rows,  # noqa: E402
                      run_one, tolerance_for)
 from model_zoo import groundtruth, load_model  # noqa: E402
 
@@ -140,10 +140,7 @@ def main(argv=None) -> int:
                           tolerance=tolerance)
             row.update(method=v, overrides=overrides[v], clip_seed=SEED, perturbation_method=a.method)
             rows.append(row)
-            append_line(path, row)
-            print(f"{v:24s} clip {i:3d}: {row['iterations']} it, ins {row['insertion']:.3f} "
-                  f"pg {row['pointing_game']:.2f} tube {row['mass_in_tube']:.3f} {row['seconds']:.1f}s",
-                  file=sys.stderr, flush=True)
+            record(path, row, v)
     if shards > 1:
         return 0
     rows = list({(r["method"], r["clip"]): r for r in rows}.values())
