@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", nargs="+", type=Path, default=sorted((ROOT / "examples").glob("toy_*.mp4")))
     ap.add_argument("--methods", nargs="+", default=None, help="default: every method")
     ap.add_argument("--iterations", type=int, default=None, help="perturbation methods (default: the fast preset's)")
+    ap.add_argument("--model", default="toy", help="registry name (the ground-truth models: gt_x3d_xs, gt_videomae)")
+    ap.add_argument("--preset", default="fast", help="the perturbation methods' preset")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jsonl", type=Path, default=RESULTS / "sanity.jsonl")
@@ -51,11 +53,10 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", type=Path, default=RESULTS / "sanity.png")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    model = load_model("toy", device="cpu")
+    model = load_model(a.model, device="cpu")
     methods = a.methods or available_methods()
-    schedule = f"fast preset capped at {a.iterations} iterations" if a.iterations else \
-        "fast preset (100-200 iterations, early stop)"
-    print(f"toy model, {len(a.clips)} clips, methods {', '.join(methods)}; perturbation methods: {schedule}",
+    schedule = f"{a.preset} preset capped at {a.iterations} iterations" if a.iterations else f"{a.preset} preset"
+    print(f"{a.model} model, {len(a.clips)} clips, methods {', '.join(methods)}; perturbation methods: {schedule}",
           flush=True)
     overrides = {"iterations": a.iterations} if a.iterations else {}
     done = {}
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
         for line in a.jsonl.read_text().splitlines():
             row = json.loads(line)
             if row["methods"] == methods and row["settings"]["perturbation"].get("iterations") == a.iterations \
-                    and row["seed"] == a.seed:
+                    and row["seed"] == a.seed and row.get("model", "toy") == model.name \
+                    and row.get("preset", "fast") == a.preset:
                 done[row["clip"]] = row
     a.jsonl.parent.mkdir(parents=True, exist_ok=True)
     reports = []
@@ -75,11 +77,11 @@ def main(argv=None) -> int:
             continue
         t0 = time.perf_counter()
         video = load_clip(clip, model)
-        rep = sanity_check(model, video, methods, seed=a.seed, keep_maps=False, **overrides)
+        rep = sanity_check(model, video, methods, seed=a.seed, keep_maps=False, preset=a.preset, **overrides)
         rep.source["path"] = str(clip.relative_to(ROOT)) if clip.is_relative_to(ROOT) else str(clip)
         reports.append(rep)
         with a.jsonl.open("a") as f:
-            f.write(json.dumps(dict(rep.to_dict(), clip=name)) + "\n")
+            f.write(json.dumps(dict(rep.to_dict(), clip=name, preset=a.preset)) + "\n")
         last = {m: v["spearman"] for m, v in rep.verdicts().items()}
         print(f"{name}: target '{rep.label}', {time.perf_counter() - t0:.0f} s; rank correlation once every layer is "
               f"random: " + ", ".join(f"{m} {v:.2f}" for m, v in last.items()), flush=True)
