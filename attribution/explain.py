@@ -266,19 +266,19 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
         t3 = time.perf_counter()
     timings = {"prepare": round(t1 - t0, 4), "predict": round(t2 - t1, 4), "attribution": round(t3 - t2, 4),
                "total": round(time.perf_counter() - t0, 4)}
-    common = dict(model_name=model.name, topk=topk, method=method, seed=seed, source=prepared.source,
+    frames = (clip[0].permute(1, 2, 3, 0).detach().cpu().numpy() * 255 + 0.5).astype(np.uint8)  # once, shared
+    common = dict(model_name=model.name, topk=topk, method=method, seed=seed, source=prepared.source, frames=frames,
                   event=tuple(event) if event is not None else None, model_info=_model_info(model), timings=timings,
                   contrast=contrast, contrast_label=None if contrast is None else model.labels[contrast])
-    out = [_explanation(model, clip, tgt, float(probs[tgt]), res, common) for tgt, res in zip(targets, results)]
+    out = [_explanation(model, tgt, float(probs[tgt]), res, common) for tgt, res in zip(targets, results)]
     return out if several else out[0]
 
 
-def _explanation(model, clip, target: int, probability: float, res, common: dict) -> Explanation:
+def _explanation(model, target: int, probability: float, res, common: dict) -> Explanation:
     """The Explanation of one method result (``res``, a MethodResult) for ``target``."""
     sal = res.saliency.detach().float().cpu().numpy().astype(np.float32)
-    frames = (clip[0].permute(1, 2, 3, 0).detach().cpu().numpy() * 255 + 0.5).astype(np.uint8)
     extras = dict(res.extras)
     return Explanation(
         **{**common, "source": dict(common["source"]), "timings": dict(common["timings"])}, target=target,
-        label=model.labels[target], probability=probability, saliency=sal, temporal=sal.mean((1, 2)), frames=frames,
+        label=model.labels[target], probability=probability, saliency=sal, temporal=sal.mean((1, 2)),
         preset=extras.pop("preset", None), settings=res.settings, evaluations=res.evaluations, **extras)
