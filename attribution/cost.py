@@ -585,6 +585,13 @@ def _add_perturbation(breakdown: dict, passes: dict, model, method: str, preset:
     model_s = _batched(costs, A * games, chunk, grad=True)
     engine_s = per_pixel * A * T * H * W
     breakdown["model passes"] = n_it * model_s
+    start = step_mod.start_passes(st)
+    if start:   # init="gradient": the pyramid's levels forward, then the decision gradient's passes
+        grads = start - step_mod.LEVELS
+        breakdown["model passes"] += (_batched(costs, step_mod.LEVELS, step_mod.LEVELS, grad=False)
+                                      + _batched(costs, grads, grads, grad=True))
+        passes["forward"] += step_mod.LEVELS
+        passes["backward"] += grads
     breakdown["engine"] = n_it * engine_s
     will_compile = st.compile if st.compile is not None else st.iterations >= step_mod.COMPILE_MIN_ITERATIONS
     if compiled is None:

@@ -236,8 +236,11 @@ def test_estimate_is_in_the_range_of_a_measured_explain(cache):
 
 
 def test_the_interactive_preset_is_estimated_at_its_99_passes():
-    """interactive optimises at most 3 of a model's areas for 33 iterations: 99 backward passes, whatever the
-    number of areas asked (what Explanation.evaluations reports)."""
+    """interactive: the start's 8 forwards (the pyramid's levels) and 4 backward passes, then at most 3 of a
+    model's areas for 29 iterations: 99 passes, whatever the number of areas asked (what
+    Explanation.evaluations reports), the start's forwards costed as forwards."""
     for areas in ((0.02, 0.05, 0.1), (0.01, 0.02, 0.05, 0.1)):
-        e = est(preset="interactive", areas=areas)
-        assert e.passes["areas"] == 3 and e.passes["iterations"] == 33 and e.passes["backward"] == 99
+        e = est(preset="interactive", areas=areas, curves=False)
+        assert e.passes["areas"] == 3 and e.passes["iterations"] == 29
+        assert e.passes["backward"] == 29 * 3 + 4 and e.passes["forward"] == 1 + 8
+        assert e.passes["backward"] + e.passes["forward"] - 1 == 99

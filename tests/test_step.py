@@ -526,42 +526,86 @@ def test_init_from_gradient_keeps_each_masks_share_of_the_most_negative_cells():
     assert out.tolist()[1] == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
 
 
-def test_gradient_start_spends_one_pass_and_keeps_the_evidence(monkeypatch):
-    """init="gradient": iteration 0's pass (counted) restarts the parameters at 0/1, with the cells where the
-    evidence is (a model that reads one corner) on, and no optimiser step is taken on that pass."""
-    class Corner(torch.nn.Module):
-        def forward(self, x):      # class 0 is the brightness of the top-left corner of every frame
-            s = x[:, :, :, :8, :8].mean((1, 2, 3, 4)) * 20
-            return torch.stack([s, -s], 1)
+class Corner(torch.nn.Module):
+    """Class 0 is the brightness of the top-left corner of every frame."""
+    def forward(self, x):
+        s = x[:, :, :, :8, :8].mean((1, 2, 3, 4)) * 20
+        return torch.stack([s, -s], 1)
+
+
+class SharpCorner(torch.nn.Module):
+    """Class 0 is the contrast (standard deviation) of the top-left corner, through a ramp from ``lo`` to
+    ``hi``: the output moves only while the corner's contrast lies between them (a saturated model whose
+    evidence a little blur erases), its gradient is exactly zero elsewhere."""
+    def __init__(self, lo: float, hi: float):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        s = ((x[:, :, :, :8, :8].std((1, 2, 3, 4)) - self.lo) / (self.hi - self.lo)).clamp(0, 1)
+        return torch.stack([6 * (2 * s - 1), -6 * (2 * s - 1)], 1)
+
+
+def corner_model(net=None, mean=0.5, std=0.25):
     from model_zoo.classifier import VideoClassifier
-    model = VideoClassifier(Corner(), name="corner", labels=["a", "b"], num_frames=4, crop_size=32,
-                            mean=[0.5] * 3, std=[0.25] * 3)
+    return VideoClassifier(net or Corner(), name="corner", labels=["a", "b"], num_frames=4, crop_size=32,
+                           mean=[mean] * 3, std=[std] * 3)
+
+
+def test_gradient_start_counts_its_passes_and_keeps_the_evidence(monkeypatch):
+    """init="gradient": the start (8 level forwards + 4 gradient passes, counted) sets the parameters to 0/1 with
+    the cells where the evidence is (a model that reads one corner) on; then every iteration takes a step."""
     clip = torch.rand(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
     steps = []
     orig = torch.optim.SGD.step
     monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: steps.append(1) or orig(self, *a, **k))
-    st = S.Settings(iterations=1, areas=(0.1,), init="gradient", compile=False)
-    res = S.perturbation(model, clip, [0], settings=st)
-    assert res.evaluations == 1 and steps == []
-    mask = res.masks[0, 0]                                         # (T,H,W) from 0/1 parameters
-    assert mask[:, :8, :8].mean() > 0.9 and mask[:, 16:, 16:].max() < 0.1
-    res = S.perturbation(model, clip, [0], settings=dataclasses.replace(st, iterations=3))
-    assert res.evaluations == 3 and steps == [1, 1]
+    st = S.Settings(iterations=1, areas=(0.1,), init="gradient", compile=False, lr=1e-9)
+    res = S.perturbation(corner_model(), clip, [0], settings=st)
+    assert res.evaluations == S.LEVELS + S.START_POINTS + 1 == S.start_passes(st) + 1 and steps == [1]
+    mask = res.masks[0, 0]                                         # (T,H,W): the start, hardly moved by lr 1e-9
+    assert mask[:, :8, :8].mean() > 0.8 and mask[:, 16:, 16:].max() < 0.1
+    res = S.perturbation(corner_model(), clip, [0], settings=dataclasses.replace(st, iterations=3))
+    assert res.evaluations == S.start_passes(st) + 3 and steps == [1, 1, 1, 1]
+
+
+def test_decision_gradient_finds_evidence_that_the_all_ones_gradient_misses():
+    """A model whose output moves only while the corner's contrast lies between that of pyramid levels 5 and 6:
+    its gradient is zero at the all-ones mask (saturated) and at a uniform half blur; the decision gradient,
+    taken between the two levels where the reward changes most, is on the corner and nowhere else."""
+    clip = torch.rand(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    pyr = S.blur_pyramid(clip, max_blur=6.0)
+    contrast = [float(pyr[lv, :, :, :8, :8].std()) for lv in range(S.LEVELS)]
+    assert contrast[5] < contrast[6] < contrast[7]
+    model = corner_model(SharpCorner(contrast[5], contrast[6]), mean=0.0, std=1.0)   # sees the clip as it is
+    tgt = torch.tensor([0])
+
+    def grad_at(u):
+        m = torch.full((1, 1, 4, 32, 32), u, requires_grad=True)
+        with S.frozen(model):
+            S.reward(model(S.apply_pyramid(pyr, m)), tgt, "preserve").sum().backward()
+        return m.grad[0, 0]
+    assert grad_at(1.0).abs().max() == 0 and grad_at(0.5).abs().max() == 0
+    with S.frozen(model):
+        g, passes = S.decision_gradient(model, pyr, tgt, ["preserve"], chunk=8)
+    assert passes == S.LEVELS + S.START_POINTS and g.shape == (1, 1, 4, 32, 32)
+    corner = torch.zeros(4, 32, 32, dtype=torch.bool)
+    corner[:, :8, :8] = True
+    assert g[0, 0][corner].sum() < 0 and g[0, 0][~corner].abs().max() == 0
 
 
 def test_interactive_preset_spends_at_most_99_passes_whatever_the_areas():
     inter = S.Settings(**S.PRESETS["interactive"])
-    assert inter.iterations == S.ITERATIONS // S.INTERACTIVE_SPEEDUP == 33
+    assert S.start_passes(inter) + 3 * inter.iterations == S.INTERACTIVE_BUDGET == 99
     assert inter.core_warmup == 3 and inter.init == "gradient" and inter.area_count == 3
     clip = torch.rand(1, 3, 8, 32, 32)
     for areas in ((0.05, 0.1, 0.15, 0.5), (0.1, 0.3)):
         st = dataclasses.replace(inter, areas=areas, compile=False)
         res = S.perturbation(tiny_model(), clip, [0], settings=st)
         kept = min(3, len(areas))
-        assert res.evaluations == res.iterations * kept == 33 * kept <= 99
+        assert res.evaluations == S.start_passes(st) + res.iterations * kept <= 99
         assert res.masks.shape[1] == kept and len(res.settings.areas) == kept
     two = S.perturbation(tiny_model(), clip, [0, 1], settings=dataclasses.replace(inter, compile=False))
-    assert two.evaluations == 2 * 99                               # per target: 99
+    assert two.evaluations == S.start_passes(inter, 2) + 2 * 3 * inter.iterations <= 2 * 99   # per target: <= 99
 
 
 def test_adam_and_bad_optimiser_or_start():
