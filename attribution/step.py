@@ -284,33 +284,72 @@ def smooth_mask_kernel(step: int, sigma: float, radius: int, subsample: int | No
     return w.reshape(s * s, -1).float()
 
 
+def _smooth_max_forward(nb: torch.Tensor, kernel: torch.Tensor, coldness: float = COLDNESS) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`smooth_max`'s value and its softmax denominator (both (N,C,P)), without keeping the (N,C,P,K)
+    weighted neighbours: what torch.compile turns into one loop that never writes them to memory.
+
+    The exponent is shifted by a bound on every v_k of the cell, max_k |θ_k| · max |w| (softmax is shift-invariant,
+    docs/method.md §1.2), found on the small neighbour tensor instead of a pass over all points: exp() is at most 1,
+    and with the parameters in [0, 1] (clamped after every step, §1.7) at least exp(-2·coldness), far from underflow.
+    """
+    shift = nb.abs().amax(-1, keepdim=True) * kernel.abs().amax()
+    v = nb * kernel                                              # (N,C,P,K)
+    e = torch.exp(coldness * (v - shift))
+    den = e.sum(-1)
+    return (v * e).sum(-1) / den, den
+
+
+def _smooth_max_backward(nb: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor, den: torch.Tensor,
+                         grad: torch.Tensor, coldness: float = COLDNESS) -> torch.Tensor:
+    """The gradient (N,C,1,K) of Σ grad · smooth_max(nb, kernel) with respect to nb, in closed form:
+    d out / d v_k = softmax_k · (1 + coldness · (v_k - out)), with v and the softmax recomputed from nb (one more
+    exp per point and neighbour costs less than storing and re-reading them)."""
+    shift = nb.abs().amax(-1, keepdim=True) * kernel.abs().amax()
+    v = nb * kernel
+    e = torch.exp(coldness * (v - shift))
+    g = e * (1 + coldness * (v - out.unsqueeze(-1))) * (grad / den).unsqueeze(-1)
+    return (g * kernel).sum(-2, keepdim=True)
+
+
 class _SmoothMax(torch.autograd.Function):
-    """The eager smooth-max, (N,C,1,K) x (P,K) -> (N,C,P): the forward is :func:`smooth_max`'s, bit for bit; the
-    backward is its closed form, d out / d v_k = softmax_k · (1 + coldness · (v_k - out)), in a few in-place
-    passes instead of autograd's walk back through every intermediate (several times faster on a CPU)."""
+    """The smooth-max, (N,C,1,K) x (P,K) -> (N,C,P), with its closed-form backward,
+    d out / d v_k = softmax_k · (1 + coldness · (v_k - out)), instead of autograd's walk back through every
+    intermediate. Eager (``compiled`` False): :func:`smooth_max`'s forward bit for bit, in a few in-place passes
+    that keep v and the softmax for the backward. Compiled: :func:`_smooth_max_forward` and
+    :func:`_smooth_max_backward` torch.compile'd, each one loop over nb that keeps nothing of size N·C·P·K (bound
+    by the exp(), not by memory)."""
 
     @staticmethod
-    def forward(ctx, nb, kernel, coldness):
+    def forward(ctx, nb, kernel, coldness, compiled=False):
+        ctx.coldness, ctx.compiled = coldness, _compiled_fn(compiled, _smooth_max_forward, nb, kernel, grad=None)
+        if ctx.compiled is not _smooth_max_forward:
+            out, den = ctx.compiled(nb, kernel, coldness)
+            ctx.save_for_backward(nb, kernel, out, den)
+            return out
         v = nb * kernel                                              # (N,C,P,K)
         e = (v - v.amax(-1, keepdim=True)).mul_(coldness).exp_()     # the shift only keeps exp() in range
         den = e.sum(-1)
         out = torch.linalg.vecdot(v, e) / den
         ctx.save_for_backward(v, e, den, out, kernel)
-        ctx.coldness = coldness
         return out
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.compiled is not _smooth_max_forward:
+            nb, kernel, out, den = ctx.saved_tensors
+            grad = grad.contiguous()
+            fn = _compiled_fn(True, _smooth_max_backward, nb, kernel, out, den, grad, grad=None)
+            return fn(nb, kernel, out, den, grad, ctx.coldness), None, None, None
         v, e, den, out, kernel = ctx.saved_tensors
         g = (v - out.unsqueeze(-1)).mul_(ctx.coldness).add_(1).mul_(e).mul_((grad / den).unsqueeze(-1))
-        return (g * kernel).sum(-2, keepdim=True), None, None
+        return (g * kernel).sum(-2, keepdim=True), None, None, None
 
 
 def smooth_max(nb: torch.Tensor, kernel: torch.Tensor, coldness: float = COLDNESS) -> torch.Tensor:
     """Σ_k v_k softmax(coldness · v)_k over the last axis for v = nb · kernel: (N,C,1,K) x (P,K) -> (N,C,P).
 
-    The formula as written (docs/method.md §1.2), what torch.compile fuses; eager runs use :class:`_SmoothMax`,
-    the same forward with a closed-form backward. The shift by max(v) only keeps exp() in range (softmax is
+    The formula as written (docs/method.md §1.2); the generator runs :class:`_SmoothMax`, the same forward (bit
+    for bit when eager, to rounding when compiled) with a closed-form backward. The shift by max(v) only keeps exp() in range (softmax is
     shift-invariant), so it carries no gradient.
     """
     v = nb * kernel
@@ -329,11 +368,11 @@ def compile_key(fn: Callable, *args: torch.Tensor) -> tuple:
     return (fn.__name__,) + tuple((tuple(a.shape), a.device.type, a.dtype) for a in args)
 
 
-def _compiled_fn(compiled: bool, fn: Callable, *args: torch.Tensor, grad: int = 0) -> Callable:
+def _compiled_fn(compiled: bool, fn: Callable, *args: torch.Tensor, grad: int | None = 0) -> Callable:
     """``fn``, or its torch.compile'd form (one fused loop instead of several passes over memory).
 
     The compiled form is tried once per input shape, forward and backward (the gradient flowing to
-    ``args[grad]``), on copies; where compiling fails (no C++ compiler, an unsupported platform) a warning says
+    ``args[grad]``; forward only for ``grad`` None), on copies; where compiling fails (no C++ compiler, an unsupported platform) a warning says
     so and the eager forms are used from then on.
     """
     if not compiled or _COMPILED.get("broken"):
@@ -352,7 +391,11 @@ def _compiled_fn(compiled: bool, fn: Callable, *args: torch.Tensor, grad: int = 
             cfn = _COMPILED[fn.__name__]
             try:
                 probe = [a.detach().clone().requires_grad_(i == grad) for i, a in enumerate(args)]
-                cfn(*probe).sum().backward()
+                if grad is None:   # a function without autograd (a forward or a closed-form backward)
+                    with torch.no_grad():
+                        cfn(*probe)
+                else:
+                    cfn(*probe).sum().backward()
                 _COMPILED[key] = cfn
             except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
                 warnings.warn(f"torch.compile of {fn.__name__} failed ({type(e).__name__}: "
@@ -393,10 +436,7 @@ def smooth_mask(params: torch.Tensor, geometry: dict, kernel: torch.Tensor, heig
     p = pad_params(params, pad, geometry.get("padding", "zero"))
     cells_h, cells_w = gh + 2 * pad - 2 * r, gw + 2 * pad - 2 * r
     nb = p.unfold(2, k, 1).unfold(3, k, 1).reshape(n, cells_h * cells_w, 1, k * k)   # (N, cells, 1, K)
-    if compiled:   # one fused loop
-        out = _compiled_fn(compiled, smooth_max, nb, kernel)(nb, kernel, coldness)      # (N, cells, S*S)
-    else:          # the same forward, bit for bit; a closed-form backward
-        out = _SmoothMax.apply(nb, kernel, coldness)
+    out = _SmoothMax.apply(nb, kernel, coldness, compiled)                            # (N, cells, S*S)
     out = out.view(n, cells_h, cells_w, s, s).permute(0, 1, 3, 2, 4).reshape(n, 1, cells_h * s, cells_w * s)
     # The first computed pixel sits at image coordinate (r - pad) * step; the canvas starts at -margin.
     o = (pad - r) * step - margin

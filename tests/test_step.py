@@ -508,6 +508,21 @@ def test_eager_smooth_max_has_the_formulas_forward_and_its_gradient():
     assert a.grad.abs().max() > 0.1                               # a gradient that tells the two apart
 
 
+def test_recomputing_smooth_max_kernels_match_the_formula():
+    """The forward and closed-form backward that the compiled generator runs (nothing of size N·C·P·K kept
+    between them; the exponent shifted by a bound instead of the max) give the formula's value and gradient."""
+    g = torch.Generator().manual_seed(2)
+    nb, kern = torch.rand(3, 20, 1, 49, generator=g), torch.rand(4, 49, generator=g)
+    w = torch.rand(3, 20, 4, generator=g)
+    a = nb.clone().requires_grad_(True)
+    ref = S.smooth_max(a, kern)
+    (ref * w).sum().backward()
+    out, den = S._smooth_max_forward(nb, kern, S.COLDNESS)
+    assert torch.allclose(out, ref, atol=1e-6, rtol=0)
+    grad = S._smooth_max_backward(nb, kern, out, den, w, S.COLDNESS)
+    assert torch.allclose(grad, a.grad, atol=1e-5, rtol=1e-5)
+
+
 def test_areas_kept_spreads_over_the_range():
     assert S.areas_kept((0.01, 0.02, 0.04), 3) == (0.01, 0.02, 0.04)
     assert S.areas_kept((0.05, 0.10, 0.15, 0.50), 3) == (0.05, 0.15, 0.50)
