@@ -283,7 +283,7 @@ def measure_engine(preset: str, device=None, iterations: int = ENGINE_ITERATIONS
     model = _Trivial().to(device)
     base = step_mod.Settings(**step_mod.PRESETS[preset])
     st = dataclasses.replace(base, areas=ENGINE_AREAS, iterations=iterations + 1, early_stop=0.0,
-                             compile=base.iterations >= step_mod.COMPILE_MIN_ITERATIONS)
+                             compile=step_mod.will_compile(base))
     stamps: list[float] = []
 
     def tick(done, total, info):
@@ -593,7 +593,7 @@ def _add_perturbation(breakdown: dict, passes: dict, model, method: str, preset:
         passes["forward"] += step_mod.LEVELS
         passes["backward"] += grads
     breakdown["engine"] = n_it * engine_s
-    will_compile = st.compile if st.compile is not None else st.iterations >= step_mod.COMPILE_MIN_ITERATIONS
+    will_compile = step_mod.will_compile(st)
     if compiled is None:
         compiled = step_mod.compiled_once()
     if will_compile and not compiled:

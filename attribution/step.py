@@ -877,7 +877,7 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
             raise InputError("The class to contrast with must differ from the class explained.")
         contrast = torch.full_like(tgt, int(cfg.contrast))
 
-    compiled = cfg.compile if cfg.compile is not None else cfg.iterations >= COMPILE_MIN_ITERATIONS
+    compiled = will_compile(cfg)
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam([params], lr=cfg.lr, betas=tuple(cfg.betas))
     else:
@@ -985,7 +985,13 @@ def compiled_once() -> bool:
     return bool(_COMPILED) and not _COMPILED.get("broken")
 
 
+def will_compile(settings: Settings) -> bool:
+    """Whether a run with ``settings`` compiles the mask generator: as set, or with ``compile=None`` when it is
+    long enough to pay the one-off compile (``COMPILE_MIN_ITERATIONS``)."""
+    return settings.compile if settings.compile is not None else settings.iterations >= COMPILE_MIN_ITERATIONS
+
+
 def compiles(preset: str) -> bool:
     """Whether a run of ``preset`` with ``compile="auto"`` compiles the mask generator (long enough to pay the
     one-off compile: ``COMPILE_MIN_ITERATIONS``)."""
-    return Settings(**PRESETS[preset]).iterations >= COMPILE_MIN_ITERATIONS
+    return will_compile(Settings(**PRESETS[preset]))

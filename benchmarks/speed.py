@@ -139,7 +139,7 @@ def iteration_seconds(model, clip, settings: S.Settings, repeats: int, targets=(
 def _settings(model, preset: str, **kw) -> S.Settings:
     st = make_settings(model, "step", preset, kw)
     if st.compile is None:  # the runs here are short; compile as the full-length preset would
-        st = dataclasses.replace(st, compile=st.iterations >= S.COMPILE_MIN_ITERATIONS)
+        st = dataclasses.replace(st, compile=S.will_compile(st))
     return st
 
 
