@@ -62,6 +62,12 @@ def _load(module: nn.Module, name: str) -> None:
     if not path.exists():
         raise ModelError(f"The weights of {name!r} are missing ({path}); train them with: "
                          f"python -m model_zoo.groundtruth train --model {name}")
+    load_weights(module, path)
+
+
+def load_weights(module: nn.Module, path) -> None:
+    """Load weights in the shipped format (``{"model": fp16 state dict, ...}``) into ``module``, each tensor
+    cast to the module's own dtype."""
     state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     ref = module.state_dict()
     module.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v for k, v in state.items()})

@@ -62,18 +62,25 @@ def _orientation(gray, mask):
     return angle, coherence
 
 
-def test_stripes_carry_the_label_and_distractor_rings_no_orientation(clips):
+def _angle_error(angle, ref):
+    """Distance (rad) between two stripe directions, mod pi."""
+    return abs((angle - ref + math.pi / 2) % math.pi - math.pi / 2)
+
+
+def test_stripes_carry_the_label_and_distractors_an_orientation_no_class_has(clips):
+    """The evidence's stripes run at its class's angle; every whole distractor's stripes are as coherent (any
+    part of them is a grating too, so a mask cannot carve a class's stripes out of one) and 22.5 degrees off
+    every class's angle."""
     size = clips[0].frames.shape[1]
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
-    rings = 0
+    checked = 0
     for c in clips:
         t = c.event[0]
         gray = c.frames[t].astype(float).mean(-1)
         cx, cy, r = c.discs[t]
         inner = (xx - cx) ** 2 + (yy - cy) ** 2 < (0.7 * r) ** 2
         angle, coherence = _orientation(gray, inner)
-        err = abs((angle - gt.ANGLES[c.label] + math.pi / 2) % math.pi - math.pi / 2)
-        assert coherence > 0.7 and err < math.radians(10), (c.label, angle, coherence)
+        assert coherence > 0.7 and _angle_error(angle, gt.ANGLES[c.label]) < math.radians(10), (c.label, angle)
         boxes = c.distractor_boxes[t]
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             dx, dy, dr = (x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2, (x1 - x0 - 1) / 2
@@ -82,9 +89,11 @@ def test_stripes_carry_the_label_and_distractor_rings_no_orientation(clips):
             if all(math.hypot(dx - ox, dy - oy) > dr + orad + 2 for ox, oy, orad in others) and \
                     0 < x0 and x1 < size and 0 < y0 and y1 < size:   # a whole disc, no other disc over it
                 inside = (xx - dx) ** 2 + (yy - dy) ** 2 < (0.7 * dr) ** 2
-                assert _orientation(gray, inside)[1] < 0.3
-                rings += 1
-    assert rings >= 5
+                angle, coherence = _orientation(gray, inside)
+                assert coherence > 0.7
+                assert min(_angle_error(angle, a) for a in gt.ANGLES) > math.radians(15), angle
+                checked += 1
+    assert checked >= 5
 
 
 def test_no_low_level_map_finds_the_evidence():
@@ -171,6 +180,43 @@ def test_training_is_deterministic_and_resumes(tmp_path, monkeypatch):
     assert weights["straight"]["labels"] == gt.LABELS
 
 
+def test_fine_tuning_starts_from_the_given_weights(tmp_path, monkeypatch):
+    """train(init=...) loads those weights (lr 0: they come out unchanged), runs FINETUNE_CURRICULUM, records
+    the start's digest, and a checkpoint of another start is not resumed."""
+    monkeypatch.setattr(gt, "SHIP_ACCURACY", 0.0)
+    monkeypatch.setattr(gt, "CHECKPOINTS", tmp_path / "runs")
+    monkeypatch.setattr(gt, "WEIGHTS", tmp_path / "first")
+    kw = dict(batch=2, warmup=1, eval_clips=2, final_clips=2, log=lambda *_: None)
+    gt.train("gt_videomae", 1, lr=1e-3, **kw)
+    start = gt.weights_path("gt_videomae", tmp_path / "first")
+    (tmp_path / "runs").rename(tmp_path / "runs_first")
+    monkeypatch.setattr(gt, "WEIGHTS", tmp_path / "tuned")
+    meta = gt.train("gt_videomae", 1, lr=0.0, init=str(start), **kw)
+    assert meta["config"]["init"] == gt.file_digest(start)
+    a = torch.load(start, weights_only=True)["model"]
+    b = torch.load(gt.weights_path("gt_videomae", tmp_path / "tuned"), weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [gt.curriculum_stage(i, 8, gt.FINETUNE_CURRICULUM) for i in range(8)] == [0, 0, 1, 1, 1, 1, 1, 1]
+    with pytest.raises(SystemExit):   # the checkpoint in runs/ started from `start`; this run starts afresh
+        gt.train("gt_videomae", 2, lr=0.0, **kw)
+
+
+def test_null_clips_hold_no_class_stripes():
+    """The training's clips without an answer: the first half are task clips without the evidence disc (no
+    stripes at a class's angle anywhere: every disc left is a distractor), the rest are blurred past the stripes'
+    period (their high frequencies gone)."""
+    gen = torch.Generator().manual_seed(0)
+    x = gt.null_clips(4, [5, 6], 4, 96, gen, {})
+    assert x.shape == (4, 3, 4, 96, 96) and 0 <= x.min() and x.max() <= 1
+    free = [gt._clip(np.random.default_rng([5, 6]), 4, 96, evidence=False) for _ in range(1)][0]
+    assert all(b is None for b in free.boxes) and all(d is None for d in free.discs)
+    assert any(free.distractor_boxes)
+    again = gt._clip(np.random.default_rng([5, 6]), 4, 96)   # the same clip with its evidence
+    assert free.label == again.label and free.distractor_discs == again.distractor_discs
+    detail = lambda v: float((v[..., 1:] - v[..., :-1]).abs().mean())   # noqa: E731
+    assert max(detail(x[2]), detail(x[3])) < 0.25 * min(detail(x[0]), detail(x[1]))
+
+
 def test_curriculum_eases_in_and_ends_on_the_task():
     steps = 100
     stages = [gt.curriculum_stage(s, steps) for s in range(steps)]
@@ -208,7 +254,7 @@ def test_shipped_model_does_the_task(trained):
 
 def test_shipped_model_reads_the_evidence_and_only_it(trained):
     """Blurring all but the striped disc keeps the class, blurring the disc destroys it (accuracy near chance,
-    0.25), blurring a ring distractor (in every frame, more volume than the evidence) does not."""
+    0.25), blurring a distractor (in every frame, more volume than the evidence) does not."""
     clips = gt.generate(8, seed=TEST_SEED + 1, frames=trained.num_frames, size=trained.crop_size)
     res = gt.confinement(trained, clips)
     assert res["keep"] >= 0.9 and res["control_keep"] >= 0.9 and res["blurred_accuracy"] <= 0.5, res
