@@ -33,7 +33,7 @@ def test_explain_shapes_settings_and_targets(model, clip):
     assert 0 <= e.saliency.min() and e.saliency.max() == pytest.approx(1)
     assert e.temporal.shape == (16,) and e.masks.shape == (3, 16, 64, 64) and e.area_temporal.shape == (3, 16)
     assert e.areas == list(toy.AREAS)                      # the registry entry's areas, not the paper's
-    assert e.settings["iterations"] == 3 and e.iterations == 3 and e.evaluations == 9
+    assert e.settings["iterations"] == 3 and e.iterations == 3 and e.evaluations == 12 + 9   # start + 3 x 3 areas
     assert abs(sum(p for _, p in e.topk) - 1) < 0.2 and e.topk[0][1] >= e.topk[-1][1]
     top1 = explain(model, clip.frames, iterations=1)
     assert top1.target == int(np.argmax([p for _, p in top1.topk])) or top1.label == top1.topk[0][0]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from attribution import methods, pipeline
+from attribution import step as S
 from attribution.errors import InputError
 from model_zoo import load_model, toy
 
@@ -60,7 +61,9 @@ def test_several_targets_in_one_batch_equal_separate_runs(model, item):
         alone = pipeline.run(model, item.frames, "step", target=e.target, seed=5, **QUICK)
         assert np.corrcoef(e.saliency.ravel(), alone.saliency.ravel())[0, 1] > 0.99
         assert np.abs(e.saliency - alone.saliency).mean() < 0.01
-        assert e.evaluations == alone.evaluations and e.label == model.labels[e.target]
+        # fast (the default) starts from the decision gradient, whose pyramid forwards the targets share
+        shared = S.start_passes(S.Settings(**S.PRESETS["fast"])) - S.start_passes(S.Settings(**S.PRESETS["fast"]), 2) / 2
+        assert e.evaluations == alone.evaluations - shared and e.label == model.labels[e.target]
     assert not np.allclose(both[0].saliency, both[1].saliency)     # not one map copied to both
 
 

@@ -601,11 +601,29 @@ def test_decision_gradient_finds_evidence_that_the_all_ones_gradient_misses():
         return m.grad[0, 0]
     assert grad_at(1.0).abs().max() == 0 and grad_at(0.5).abs().max() == 0
     with S.frozen(model):
-        g, passes = S.decision_gradient(model, pyr, tgt, ["preserve"], chunk=8)
-    assert passes == S.LEVELS + S.START_POINTS and g.shape == (1, 1, 4, 32, 32)
+        g, moved, passes = S.decision_gradient(model, pyr, tgt, ["preserve"], chunk=8)
+    assert passes == S.LEVELS + S.START_POINTS and g.shape == (1, 1, 4, 32, 32) and moved.tolist() == [True]
     corner = torch.zeros(4, 32, 32, dtype=torch.bool)
     corner[:, :8, :8] = True
     assert g[0, 0][corner].sum() < 0 and g[0, 0][~corner].abs().max() == 0
+
+
+class Indifferent(torch.nn.Module):
+    """Logits that hardly depend on the clip (as a randomly initialised network's): blurring it all moves the
+    reward by far less than START_MIN_CHANGE."""
+    def forward(self, x):
+        s = x.mean((1, 2, 3, 4)) * 1e-3
+        return torch.stack([s, -s], 1)
+
+
+def test_a_model_that_decides_nothing_along_the_blur_keeps_the_all_ones_start():
+    clip = torch.rand(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    st = S.Settings(iterations=1, areas=(0.1,), init="gradient", compile=False, lr=1e-9)
+    flat = S.perturbation(corner_model(Indifferent()), clip, [0], settings=st)
+    assert flat.evaluations == S.start_passes(st) + 1
+    assert flat.masks[0, 0, :, 8:-8, 8:-8].min() > 0.99            # the paper's start, away from the borders
+    corner = S.perturbation(corner_model(), clip, [0], settings=st)   # a model that decides: the 0/1 start
+    assert corner.masks[0, 0, :, 16:, 16:].max() < 0.1
 
 
 def test_interactive_preset_spends_at_most_99_passes_whatever_the_areas():

@@ -50,9 +50,9 @@ time, while keeping the model's answer, and prefers a few whole space-time blobs
 occlusion and random maps are the usual comparison methods.
 
 ### Presets
-*interactive* (default) reaches the paper's quality in about 100 model passes: 33 iterations of 3 masks, started
-from the gradient of the first pass; *fast* optimises the same objective with 100-200 iterations and stops early
-once the mask settles;
+*interactive* (default) reaches the paper's quality in about 100 model passes: 29 iterations of 3 masks, started
+from where the model's decision changes as the clip is blurred; *fast* optimises the same objective from the
+same start with 100-200 iterations and stops early once the mask settles;
 *paper* is the authors' 1200-iteration schedule (minutes on a CPU for large models).
 
 ### The toy model
