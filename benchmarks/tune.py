@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         return 0
     rows = list({(r["method"], r["clip"]): r for r in rows}.values())
     summary = report(rows, a.variants)
-    print(f"{a.method} fast-preset variants on toy clips seed {SEED} (target = true class); Δ = paired difference "
+    print(f"{a.method} fast-preset variants on {a.model} clips seed {SEED} (target = true class); Δ = paired difference "
           f"± its standard error.\n")
     print(table(summary, a.variants))
     if a.json:
