@@ -757,7 +757,7 @@ def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, dtype=None, co
 
 def decision_gradient(model, pyramid: torch.Tensor, targets: torch.Tensor, games: Sequence[str], chunk: int,
                       dtype=None, contrast: torch.Tensor | None = None,
-                      points: int = START_POINTS) -> tuple[torch.Tensor, int]:
+                      points: int = START_POINTS) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The reward's gradient with respect to a uniform mask, summed where the model's decision changes.
 
     The gradient at the all-ones mask says little when the model is saturated, and a uniform mask blurred
