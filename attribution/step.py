@@ -267,6 +267,16 @@ def mask_geometry(height: int, width: int, step: float, sigma: float, padding: s
     return dict(step=step, margin=margin, radius=radius, grid=(gh, gw), pad=pad, padding=padding)
 
 
+def frame_share(height: int, width: int | None = None) -> float:
+    """The frame's share of the padded canvas that the area loss counts (docs/method.md §3.1): the canvas has a
+    margin of σ (scaled from H) on every side, so at any size about 0.70 of it is the frame (112² of 134² at
+    112 px). An area a keeps about a / frame_share of the frame itself, since the zero-padded parameters keep
+    next to nothing beyond it; :func:`model_zoo.groundtruth.default_areas` converts evidence shares with it."""
+    width = width or height
+    margin = _as_int(Settings().scaled(height).sigma)
+    return height * width / ((height + 2 * margin) * (width + 2 * margin))
+
+
 def pad_params(params: torch.Tensor, pad: int, padding: str = "zero") -> torch.Tensor:
     """The parameter grid (N,1,gh,gw) with ``pad`` cells on every side: zeros, or the edge cells replicated."""
     if padding == "zero":

@@ -100,7 +100,7 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
            "mass_in_tube": mass_in_tube(exp.saliency, item.boxes),
            "temporal_hit": bool(temporal_hit(exp.saliency, item.event)),
            "seconds": seconds, "curve_seconds": curves.seconds, "evaluations": exp.evaluations,
-           "iterations": exp.iterations}
+           "iterations": exp.iterations, "areas": list(exp.areas) if exp.areas else None}
     if tolerance is not None:
         row["tolerance"] = tolerance
     if saliency:
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
     tolerance = tolerance_for(a.model)
 
     path = Path(a.jsonl or ("benchmarks/results/quality.jsonl" if a.model == "toy"
-                            else f"benchmarks/results/quality_{a.model}.jsonl"))
+                            else f"benchmarks/results/{a.model}_quality.jsonl"))
     rows = read_rows(path)
     same = {"steps": a.steps, "unit": a.unit, "substrate": a.substrate, "seed": a.seed}
     rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]

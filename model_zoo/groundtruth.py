@@ -204,10 +204,14 @@ def evidence_fraction(frames: int, size: int) -> float:
     return mean_d2 * (lo_l + hi_l) / 2 / frames
 
 
-def default_areas(evidence: float) -> tuple:
+def default_areas(evidence: float, height: int, width: int | None = None) -> tuple:
     """The one rule for a model's default STEP areas: 1, 2 and 4 times the expected evidence share of the
-    clip, rounded up to whole percent. It gives the toy's (0.01, 0.02, 0.04) from its 0.83 %."""
-    return tuple(math.ceil(round(k * evidence * 100, 6)) / 100 for k in (1, 2, 4))
+    clip, as shares of the padded canvas the area loss counts (``evidence * step.frame_share(H, W)``: the frame
+    is about 0.70 of it), rounded up to whole percent. It gives the toy's (0.01, 0.02, 0.03) from its 0.83 %
+    of a 64 px clip (0.59 % of the canvas) and (0.05, 0.10, 0.19) for the ground-truth models' 6.5 %."""
+    from attribution.step import frame_share
+    share = evidence * frame_share(height, width)
+    return tuple(math.ceil(round(k * share * 100, 6)) / 100 for k in (1, 2, 4))
 
 
 def pointing_tolerance(size: int) -> int:

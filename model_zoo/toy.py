@@ -36,7 +36,9 @@ MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 WEIGHTS = Path(__file__).parent / "weights" / "toy.pt"
 TRAIN_SEED = 1000     # training clips come from seeds >= this; tests and benchmarks use smaller seeds
-AREAS = (0.01, 0.02, 0.04)  # the evidence fills about 8*8*8.5 / (16*64*64) = 0.8 % of the clip
+# The evidence fills about 8*8*8.5 / (16*64*64) = 0.83 % of the clip, 0.59 % of the padded canvas the area loss
+# counts: groundtruth.default_areas, the one rule for every entry (1, 2, 4 times that, whole percent up).
+AREAS = (0.01, 0.02, 0.03)
 LABEL_SMOOTHING = 0.1
 
 

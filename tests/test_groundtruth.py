@@ -7,6 +7,7 @@ import torch
 
 from model_zoo import groundtruth as gt, list_models, load_model, toy, wrap
 from model_zoo.groundtruth_models import ENTRIES
+from attribution import step as S
 
 GEOMETRIES = sorted(set(gt.GEOMETRY.values()))
 
@@ -106,9 +107,16 @@ def test_no_low_level_map_finds_the_evidence():
 
 def test_default_areas_follow_one_rule():
     # the toy's evidence: an 8 px square over 8.5 frames on average, of 16 frames of 64 x 64
-    assert gt.default_areas(8 * 8 * 8.5 / (16 * 64 * 64)) == tuple(toy.AREAS)
+    assert gt.default_areas(8 * 8 * 8.5 / (16 * 64 * 64), 64) == tuple(toy.AREAS)
     for name, (frames, size) in gt.GEOMETRY.items():
-        assert tuple(ENTRIES[name].areas) == gt.default_areas(gt.evidence_fraction(frames, size))
+        assert tuple(ENTRIES[name].areas) == gt.default_areas(gt.evidence_fraction(frames, size), size)
+    # the areas are shares of the padded canvas (margin σ, 11 px at 112 px): the frame is 112² of 134² of it
+    assert S.frame_share(112) == pytest.approx(112 ** 2 / 134 ** 2)
+    assert S.frame_share(64, 128) == pytest.approx(64 * 128 / (76 * 140))     # margin 6 px at 64 px
+    # so the smallest area keeps about the evidence's own volume of the frame, not 1.4 times it
+    for frames, size in gt.GEOMETRY.values():
+        kept = gt.default_areas(gt.evidence_fraction(frames, size), size)[0] / S.frame_share(size)
+        assert 1.0 <= kept / gt.evidence_fraction(frames, size) < 1.15
     assert gt.pointing_tolerance(64) == 4 and gt.pointing_tolerance(224) == 14
 
 
