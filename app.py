@@ -70,7 +70,9 @@ def _explain_inputs(w) -> None:
     w.preset = gr.Radio(_preset_choices(), value=config.DEFAULT_PRESET, label="Preset (perturbation methods)")
     with gr.Accordion("Advanced settings", open=False):
         w.areas = gr.Textbox(label="Mask areas (fractions of the clip to keep)", value="",
-                             placeholder="model default, e.g. 0.02, 0.05, 0.1")
+                             placeholder="model default, e.g. 0.02, 0.05, 0.1",
+                             info="Shares of the mask's canvas, which has a margin around the frame: an area "
+                                  "keeps about 1.4 times as much of the frame itself.")
         with gr.Row():
             w.iterations = gr.Number(label="Iterations", value=0, precision=0, minimum=0, info="0 = the preset's")
             w.key_frames = gr.Number(label="L_K key frames", value=0, precision=0, minimum=0, info="0 = automatic")
