@@ -84,9 +84,10 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
     """Explain one clip with method ``name`` (plus Settings ``overrides``) and score the map (``saliency``:
     the map itself too, under the key "saliency", for the caller's own scores)."""
     method, preset = METHODS[name]
+    overrides = dict(overrides or {})
+    preset = overrides.pop("preset", None) or preset or "fast"   # a variant may name another preset
     t0 = time.perf_counter()
-    exp = explain(model, item.frames, target=item.label, method=method, preset=preset or "fast", seed=seed,
-                  **(overrides or {}))
+    exp = explain(model, item.frames, target=item.label, method=method, preset=preset, seed=seed, **overrides)
     seconds = time.perf_counter() - t0
     clip = model.prepare(item.frames)
     curves = deletion_insertion(model, clip, exp.saliency, item.label, steps=steps, unit=unit,

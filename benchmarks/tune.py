@@ -4,8 +4,9 @@ here and confirming it with ``benchmarks/quality.py`` are separate experiments.
     python benchmarks/tune.py --variants "lr=0.1" "lr=0.15" "lr=0.2" "lr=0.3" --clips 16 \\
         --json benchmarks/results/tune_fast_lr.json
 
-Each variant is STEP (or ``--method`` 3d-ep / 2d-ep) with the ``fast`` preset plus the given
-:class:`attribution.step.Settings` overrides (``key=value`` pairs, comma-separated, values as Python literals).
+Each variant is STEP (or ``--method`` 3d-ep / 2d-ep) with the ``fast`` preset (or the one a ``preset=...`` part
+names) plus the given :class:`attribution.step.Settings` overrides (``key=value`` pairs, comma-separated, values
+as Python literals), e.g. ``"preset='interactive'" "preset='interactive',areas=(0.07, 0.14, 0.27)"``.
 Clips are ``toy.generate(n, seed=700)`` (quality.py uses seed 500, training seeds >= 1000); the metrics are
 quality.py's. ``--model gt_x3d_xs`` / ``gt_videomae`` tunes on the ground-truth task's clips of seed 700 instead. Every variant is compared
 with the first on the same clips: the mean per-clip difference and its standard error, which is far smaller
@@ -35,7 +36,8 @@ SEED = 700   # a clip stream of its own: not quality.py's (500), not training's 
 
 
 def parse_variant(text: str) -> dict:
-    """``"lr=0.3,subsample=3"`` -> {"lr": 0.3, "subsample": 3}; ``"fast"`` or ``""`` -> {} (the preset as is)."""
+    """``"lr=0.3,subsample=3"`` -> {"lr": 0.3, "subsample": 3}; ``"fast"`` or ``""`` -> {} (the preset as is);
+    ``preset='interactive'`` starts from another preset."""
     out = {}
     # split at the commas that start a new key=, not inside a value such as areas=(0.1, 0.2)
     for part in filter(None, (p.strip() for p in re.split(r",\s*(?=[A-Za-z_]\w*\s*=)", text))):

@@ -50,6 +50,7 @@ _spec_t.loader.exec_module(tune)
 def test_tune_variants_parse_as_settings_overrides():
     assert tune.parse_variant("lr=0.3, subsample=3") == {"lr": 0.3, "subsample": 3}
     assert tune.parse_variant("fast") == {} and tune.parse_variant("areas=(0.1, 0.2)") == {"areas": (0.1, 0.2)}
+    assert tune.parse_variant("preset='paper',areas=(0.1, 0.2)") == {"preset": "paper", "areas": (0.1, 0.2)}
     with pytest.raises(ValueError, match="not key=value"):
         tune.parse_variant("lr")
     with pytest.raises(ValueError, match="not a Python literal"):
@@ -58,16 +59,20 @@ def test_tune_variants_parse_as_settings_overrides():
 
 def test_tune_runs_each_variant_on_the_same_clips_and_resumes(tmp_path, capsys):
     jsonl, out = tmp_path / "t.jsonl", tmp_path / "t.json"
-    args = ["--variants", "iterations=2", "iterations=3,lr=0.2", "--clips", "1", "--steps", "8", "--threads", "1",
-            "--jsonl", str(jsonl), "--json", str(out)]
+    paper = "preset='paper',iterations=2"
+    args = ["--variants", "iterations=2", "iterations=3,lr=0.2", paper, "--clips", "1", "--steps", "8",
+            "--threads", "1", "--jsonl", str(jsonl), "--json", str(out)]
     assert tune.main(args) == 0
     import json
     s = json.loads(out.read_text())["summary"]
     assert s["iterations=2"]["iterations"] == 2 and s["iterations=3,lr=0.2"]["iterations"] == 3
     assert s["iterations=3,lr=0.2"]["minus_iterations=2"]["clips"] == 1
-    assert len(jsonl.read_text().splitlines()) == 2
+    rows = {r["method"]: r for r in map(json.loads, jsonl.read_text().splitlines())}
+    assert len(rows) == 3
+    # fast starts from the decision gradient (8 pyramid forwards + 4 passes); the paper preset from all ones
+    assert rows["iterations=2"]["evaluations"] == 12 + 2 * 3 and rows[paper]["evaluations"] == 2 * 3
     assert tune.main(args) == 0                       # resumed: nothing recomputed
-    assert len(jsonl.read_text().splitlines()) == 2
+    assert len(jsonl.read_text().splitlines()) == 3
     assert "| iterations=3,lr=0.2 | 1 | 3 |" in capsys.readouterr().out
 
 
