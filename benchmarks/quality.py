@@ -7,7 +7,7 @@ temporal hit and seconds per clip on fresh toy clips, plus the reliability of in
 Clips are ``toy.generate(N, seed=500)`` (training used seeds >= 1000); the target is the true class.
 ``--model gt_x3d_xs`` / ``--model gt_videomae`` runs the same on the ground-truth task at that model's
 size (``model_zoo.groundtruth.generate(N, seed=500, ...)``; training used seed sequences from 1000), with the
-pointing-game tolerance scaled with the crop, and writes its own JSONL (``quality_<model>.jsonl``).
+pointing-game tolerance scaled with the crop, and writes its own JSONL (``<model>_quality.jsonl``).
 Curves: block units (about H/16 px), blur substrate, ``--steps`` steps (128 as the authors), one global
 order over the volume (``attribution.metrics.deletion_insertion``). The ``random`` row is the random-map
 baseline every method must beat. The EP variants (3D-EP, 2D-EP) run with the ``fast`` preset; ``step-paper``
@@ -80,9 +80,11 @@ def tolerance_for(model_name: str) -> int | None:
 
 
 def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int,
-            overrides: dict | None = None, tolerance: int | None = None, saliency: bool = False) -> dict:
+            overrides: dict | None = None, tolerance: int | None = None, saliency: bool = False,
+            curves: bool = True) -> dict:
     """Explain one clip with method ``name`` (plus Settings ``overrides``) and score the map (``saliency``:
-    the map itself too, under the key "saliency", for the caller's own scores)."""
+    the map itself too, under the key "saliency", for the caller's own scores; ``curves=False``: no deletion
+    and insertion curves, their AUCs None)."""
     method, preset = METHODS[name]
     overrides = dict(overrides or {})
     preset = overrides.pop("preset", None) or preset or "fast"   # a variant may name another preset
@@ -91,16 +93,16 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
     seconds = time.perf_counter() - t0
     clip = model.prepare(item.frames)
     curves = deletion_insertion(model, clip, exp.saliency, item.label, steps=steps, unit=unit,
-                                substrate=substrate, seed=seed)
+                                substrate=substrate, seed=seed) if curves else None
     row = {"method": name, "clip": index, "steps": steps, "unit": unit, "substrate": substrate, "seed": seed,
            "label": item.label, "predicted": model.labels.index(exp.topk[0][0]),
            "probability": exp.probability,
-           "insertion": curves.auc_insertion, "deletion": curves.auc_deletion,
+           "insertion": curves and curves.auc_insertion, "deletion": curves and curves.auc_deletion,
            "pointing_game": pointing_game(exp.saliency, item.boxes,
                                           **({} if tolerance is None else {"tolerance": tolerance})),
            "mass_in_tube": mass_in_tube(exp.saliency, item.boxes),
            "temporal_hit": bool(temporal_hit(exp.saliency, item.event)),
-           "seconds": seconds, "curve_seconds": curves.seconds, "evaluations": exp.evaluations,
+           "seconds": seconds, "curve_seconds": curves and curves.seconds, "evaluations": exp.evaluations,
            "iterations": exp.iterations, "areas": list(exp.areas) if exp.areas else None}
     if tolerance is not None:
         row["tolerance"] = tolerance

@@ -288,6 +288,55 @@ def confinement(model, clips, margin: float | None = None) -> dict:
     return {"clips": len(clips), **dict(zip(keys, r))}
 
 
+def tubelet(model) -> int:
+    """Frames per token in time: a transformer's tubelet (VideoMAE: 2), 1 for a model without a token grid."""
+    grid = getattr(model, "token_grid", None)
+    return max(1, model.num_frames // grid.t) if grid is not None else 1
+
+
+def frames_read(model, clips, margin: float | None = None) -> dict:
+    """Which frame of each tubelet the model reads the evidence from, asked of the model itself.
+
+    A tubelet embedding (a Conv3d over ``k`` frames) may learn to read one of its frames and ignore the rest:
+    the evidence is then on screen in frames the model never uses, and a faithful map leaves them dark. For each
+    position j < k, the evidence is blurred only in the frames t with t % k == j (as :func:`confinement` blurs
+    it, σ = 20 px at 112 px), then kept only there (everything else blurred). Position j counts as *read* when
+    blurring it there removes at least half of what blurring the evidence in every frame removes from the
+    class's mean probability. Returns ``tubelet`` (k), ``p_clean``, ``p_all_blurred``, ``p_blurred`` and
+    ``p_only`` (per position) and ``read`` (the positions read; [0] for a model without tubelets that reads its
+    evidence at all).
+    """
+    from attribution.step import blur_pyramid
+    k = tubelet(model)
+    p_clean, p_all, p_blur, p_only = [], [], [[] for _ in range(k)], [[] for _ in range(k)]
+    for c in clips:
+        size = c.frames.shape[1]
+        clip = model.prepare(c.frames)
+        blurred = blur_pyramid(clip, max_blur=size * 20 / 112)[0].unsqueeze(0)
+        ev = evidence_mask(c, margin if margin is not None else 0.02 * size).to(clip)
+        with torch.no_grad():
+            def p(x):
+                return float(model(x).softmax(-1)[0, c.label])
+            p_clean.append(p(clip))
+            p_all.append(p(clip * (1 - ev) + blurred * ev))
+            for j in range(k):
+                at = torch.zeros_like(ev)
+                at[:, :, j::k] = ev[:, :, j::k]
+                p_blur[j].append(p(clip * (1 - at) + blurred * at))
+                p_only[j].append(p(clip * at + blurred * (1 - at)))
+    clean, blurred_all = float(np.mean(p_clean)), float(np.mean(p_all))
+    p_blur = [float(np.mean(v)) for v in p_blur]
+    read = [j for j in range(k) if clean - p_blur[j] >= 0.5 * (clean - blurred_all) and clean > blurred_all]
+    return {"clips": len(clips), "tubelet": k, "p_clean": clean, "p_all_blurred": blurred_all, "p_blurred": p_blur,
+            "p_only": [float(np.mean(v)) for v in p_only], "read": read}
+
+
+def boxes_read(boxes, read, k: int) -> list:
+    """``boxes`` (per frame, or None) with None wherever the frame's tubelet position is not in ``read``: the
+    evidence the model uses (:func:`frames_read`), for scoring a map against it."""
+    return [b if t % k in read else None for t, b in enumerate(boxes)]
+
+
 def low_level_maps(frames: np.ndarray) -> dict:
     """Low-level saliency (T,H,W) of uint8 frames: brightness, colour saliency (distance from the clip's
     mean colour), motion energy (absolute frame difference, the first frame repeating the second's)."""
@@ -524,7 +573,8 @@ def main(argv=None):
         frames, size = GEOMETRY[a.model]
         clips = generate(min(a.n, 50), seed=31, frames=frames, size=size)
         print(json.dumps({"model": a.model, "accuracy": evaluate(model, a.n, a.seed), "n": a.n, "seed": a.seed,
-                          "confinement": confinement(model, clips), "low_level_floor": low_level_floor(clips)}))
+                          "confinement": confinement(model, clips), "frames_read": frames_read(model, clips),
+                          "low_level_floor": low_level_floor(clips)}))
     elif a.cmd == "examples":
         write_examples(a.model, a.out)
 

@@ -124,3 +124,31 @@ def test_speed_reports_every_preset_with_its_passes(monkeypatch):
     assert fp["time_ratio"] > 0
     text = speed.report({"device_name": "CPU", "torch": "x", "threads": 1, "fast_vs_paper": fp, "clock": "cpu"})
     assert "| interactive |" in text and "cpu clock" in text
+
+
+def test_frames_read_scores_the_maps_on_the_frames_the_model_reads(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    spec = importlib.util.spec_from_file_location("frames_read",
+                                                  Path(__file__).parents[1] / "benchmarks" / "frames_read.py")
+    fr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fr)
+    import json
+    from model_zoo import groundtruth as gt
+    jsonl, out = tmp_path / "r.jsonl", tmp_path / "r.json"
+    args = ["--model", "gt_videomae", "--clips", "1", "--read-clips", "3", "--methods", "random", "--threads", "1",
+            "--jsonl", str(jsonl), "--json", str(out)]
+    assert fr.main(args) == 0
+    (row,) = map(json.loads, jsonl.read_text().splitlines())
+    assert row["tubelet"] == 2 and row["read"] == json.loads(out.read_text())["frames_read"]["read"]
+    # the same map scored on the read frames and on the others: together they are the frames with evidence
+    item = gt.generate(1, seed=fr.SEED, frames=16, size=224)[0]
+    n_read = sum(b is not None for b in gt.boxes_read(item.boxes, row["read"], 2))
+    n_all = sum(b is not None for b in item.boxes)
+    if n_read < n_all:                             # the shipped model reads one frame of each tubelet
+        both = (row["pointing_game_read"] * n_read + row["pointing_game_unread"] * (n_all - n_read)) / n_all
+        assert both == pytest.approx(row["pointing_game"])
+    else:
+        assert row["pointing_game_read"] == row["pointing_game"] and row["pointing_game_unread"] is None
+    assert fr.main(args) == 0                      # resumed: nothing recomputed
+    assert len(jsonl.read_text().splitlines()) == 1
+    assert "| random | 1 |" in capsys.readouterr().out

@@ -267,3 +267,30 @@ def test_shipped_model_reads_the_evidence_and_only_it(trained):
     res = gt.confinement(trained, clips)
     assert res["keep"] >= 0.9 and res["control_keep"] >= 0.9 and res["blurred_accuracy"] <= 0.5, res
     assert res["p_evidence_blurred"] < 0.5 < min(res["p_distractor_blurred"], res["p_evidence_only"]), res
+
+
+class _SeesOneFrameOfEachTubelet:
+    """``model`` shown frame ``keep`` of each tubelet in all of the tubelet's places (the others never reach
+    it): a model that reads that frame and no other, by construction."""
+
+    def __init__(self, model, keep: int):
+        k = gt.tubelet(model)
+        self.model, self.num_frames, self.crop_size = model, model.num_frames, model.crop_size
+        self.token_grid, self.prepare = model.token_grid, model.prepare
+        self.index = torch.tensor([t // k * k + keep for t in range(model.num_frames)])
+
+    def __call__(self, x):
+        return self.model(x[:, :, self.index])
+
+
+def test_frames_read_finds_the_tubelet_frame_a_model_uses(trained):
+    k = gt.tubelet(trained)
+    assert k == (2 if trained.name == "gt_videomae" else 1)            # VideoMAE's two-frame tubelets
+    clips = gt.generate(4, seed=TEST_SEED + 2, frames=trained.num_frames, size=trained.crop_size)
+    for keep in range(k):
+        res = gt.frames_read(_SeesOneFrameOfEachTubelet(trained, keep), clips)
+        assert res["read"] == [keep], res
+        assert res["p_blurred"][keep] < 0.5 < res["p_only"][keep], res   # its frame alone decides
+    boxes = [None, (0, 0, 4, 4), (1, 1, 5, 5), None]
+    assert gt.boxes_read(boxes, [1], 2) == [None, (0, 0, 4, 4), None, None]
+    assert gt.boxes_read(boxes, [0], 1) == boxes
