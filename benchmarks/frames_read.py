@@ -9,8 +9,9 @@ A transformer with two-frame tubelets may read its evidence from one frame of ea
 evidence is then on screen in frames the model never uses, and a faithful map leaves them dark; the pointing
 game over every evidence frame counts that as a miss. This benchmark first finds the positions the model reads
 (40 clips of seed 31, the `eval` command's confinement clips), then scores every method's map on the quality
-benchmark's clips (seed 500, the same maps as `benchmarks/quality.py`, no curves): the pointing game over all
-evidence frames, over the frames read and over the frames not read, and the mass in the tube of the frames read.
+benchmark's clips (seed 500, the same maps as `benchmarks/quality.py`; curves only with ``--steps``): the
+pointing game over all evidence frames, over the frames read and over the frames not read, and the mass in the
+tube of the frames read.
 Rows go to a JSONL file as they are done (resumable; default ``benchmarks/results/<model>_frames_read.jsonl``).
 """
 from __future__ import annotations
@@ -53,7 +54,8 @@ def summary(rows: list[dict], methods: list[str]) -> dict:
         if rs:
             out[m] = {"clips": len(rs), **{k: _mean([r[k] for r in rs]) for k in
                                             ("pointing_game", "pointing_game_read", "pointing_game_unread",
-                                             "mass_in_tube", "mass_in_tube_read", "temporal_hit")},
+                                             "mass_in_tube", "mass_in_tube_read", "temporal_hit", "insertion",
+                                             "deletion")},
                       "pointing_game_read_sem": _sem([r["pointing_game_read"] for r in rs])}
     return out
 
@@ -78,6 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=30)
     ap.add_argument("--read-clips", type=int, default=READ_CLIPS, help="clips that decide which frames are read")
     ap.add_argument("--seed", type=int, default=0, help="seed of the methods (not of the clips)")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="deletion/insertion steps (0, the default: no curves; 32 as the README's tables)")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--jsonl", default=None)
     ap.add_argument("--json", default=None, help="write the summary here")
@@ -94,14 +98,15 @@ def main(argv=None) -> int:
           f"read: {read}", file=sys.stderr)
     items, tolerance = clips_for(a.model, a.clips, SEED), tolerance_for(a.model)
     path = Path(a.jsonl or f"benchmarks/results/{a.model}_frames_read.jsonl")
-    rows = [r for r in read_rows(path) if r.get("seed") == a.seed and r["clip"] < a.clips and r.get("read") == read]
+    rows = [r for r in read_rows(path) if r.get("seed") == a.seed and r["clip"] < a.clips and r.get("read") == read
+            and (r["steps"] == a.steps or not a.steps)]
     done = {(r["method"], r["clip"]) for r in rows}
     for i, item in enumerate(items):
         for m in a.methods:
             if (m, i) in done:
                 continue
-            row = run_one(model, item, i, m, 0, "block", "blur", a.seed, tolerance=tolerance, saliency=True,
-                          curves=False)
+            row = run_one(model, item, i, m, a.steps, "block", "blur", a.seed, tolerance=tolerance, saliency=True,
+                          curves=a.steps > 0)
             row = score(row, row.pop("saliency"), item, read, k, tolerance)
             row.update(read=read, tubelet=k)
             append_line(path, row)
