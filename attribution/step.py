@@ -268,7 +268,7 @@ def mask_geometry(height: int, width: int, step: float, sigma: float, padding: s
 
 
 def frame_share(height: int, width: int | None = None) -> float:
-    """The frame's share of the padded canvas that the area loss counts (docs/method.md §3.1): the canvas has a
+    """The frame's share of the padded canvas that the area loss counts (docs/method.md §3.2): the canvas has a
     margin of σ (scaled from H) on every side, so at any size about 0.70 of it is the frame (112² of 134² at
     112 px). An area a keeps about a / frame_share of the frame itself, since the zero-padded parameters keep
     next to nothing beyond it; :func:`model_zoo.groundtruth.default_areas` converts evidence shares with it."""
