@@ -79,6 +79,11 @@ def tolerance_for(model_name: str) -> int | None:
     return None if model_name == "toy" else groundtruth.pointing_tolerance(groundtruth.GEOMETRY[model_name][1])
 
 
+def random_map_seed(seed: int, index: int) -> int:
+    """The random method's seed on clip ``index`` of a run with method seed ``seed``: distinct for every pair."""
+    return seed * 1_000_003 + index
+
+
 def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int,
             overrides: dict | None = None, tolerance: int | None = None, saliency: bool = False,
             curves: bool = True) -> dict:
@@ -88,8 +93,10 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
     method, preset = METHODS[name]
     overrides = dict(overrides or {})
     preset = overrides.pop("preset", None) or preset or "fast"   # a variant may name another preset
+    # the random map is drawn anew for every clip (one shared map would make the baseline's clips dependent)
+    map_seed = random_map_seed(seed, index) if name == "random" else seed
     t0 = time.perf_counter()
-    exp = explain(model, item.frames, target=item.label, method=method, preset=preset, seed=seed, **overrides)
+    exp = explain(model, item.frames, target=item.label, method=method, preset=preset, seed=map_seed, **overrides)
     seconds = time.perf_counter() - t0
     clip = model.prepare(item.frames)
     curves = deletion_insertion(model, clip, exp.saliency, item.label, steps=steps, unit=unit,
@@ -106,6 +113,8 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
            "iterations": exp.iterations, "areas": list(exp.areas) if exp.areas else None}
     if tolerance is not None:
         row["tolerance"] = tolerance
+    if name == "random":
+        row["map_seed"] = map_seed
     if saliency:
         row["saliency"] = exp.saliency
     return row
@@ -122,15 +131,18 @@ def parse_shard(ap: argparse.ArgumentParser, text: str) -> tuple[int, int]:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The rows of a results JSONL file (creating its folder); a line torn by an interrupted run is skipped."""
+    """The rows of a results JSONL file (creating its folder); a line torn by an interrupted run is skipped, and
+    so is a random-map row without a ``map_seed`` (from when every clip got the same map: run again)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     if path.exists():
         for line in path.read_text().splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if row.get("method") != "random" or "map_seed" in row:
+                rows.append(row)
     return rows
 
 

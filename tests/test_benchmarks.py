@@ -42,6 +42,23 @@ def test_summary_carries_the_paired_comparison_and_the_table_prints_it():
                                                        ["step", "random"])
 
 
+def test_the_random_baseline_draws_a_new_map_for_every_clip_and_old_shared_maps_are_rerun(tmp_path):
+    from model_zoo import load_model, toy
+    model, items = load_model("toy"), toy.generate(2, seed=quality.SEED)
+    maps = [quality.run_one(model, items[i], i, "random", 4, "block", "blur", 0, saliency=True)
+            for i in (0, 1)]
+    assert [m["map_seed"] for m in maps] == [0, 1]
+    assert not np.allclose(maps[0]["saliency"], maps[1]["saliency"])
+    again = quality.run_one(model, items[1], 1, "random", 4, "block", "blur", 0, saliency=True)
+    assert np.array_equal(again["saliency"], maps[1]["saliency"])          # seeded: the same map on a rerun
+    assert quality.random_map_seed(1, 0) not in {quality.random_map_seed(0, i) for i in range(1000)}
+    import json
+    path = tmp_path / "rows.jsonl"
+    lines = [_row("random", 0), _row("random", 1, map_seed=1), _row("step", 0)]
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    assert [(r["method"], r["clip"]) for r in quality.read_rows(path)] == [("random", 1), ("step", 0)]
+
+
 _spec_t = importlib.util.spec_from_file_location("tune", Path(__file__).parents[1] / "benchmarks" / "tune.py")
 tune = importlib.util.module_from_spec(_spec_t)
 _spec_t.loader.exec_module(tune)
