@@ -13,6 +13,9 @@ Sections, all measured in one run on one device:
   model. Iterations are timed one by one after a warm-up iteration (which pays for torch.compile); the median is
   reported. The bare pass is timed just before and just after each preset's iterations (a shared machine's load
   then moves both alike).
+* **breakdown**: where one toy iteration's time goes, part by part (forward and backward each): the bare
+  model pass, the mask generator, the perturbation, the area loss, L_K, the optimiser step, and the rest, for
+  every preset at one area, with the number of smooth-max terms (points × neighbours) the generator evaluates.
 * **presets** (``fast-vs-paper``): wall time, model passes (``Explanation.evaluations``: one forward+backward
   per mask and iteration) and quality (insertion AUC with 128 block steps, pointing game, temporal hit) of
   STEP with every preset on the same seeded toy clips (``toy.generate(n, seed=500)``, never used in training).
@@ -278,6 +281,84 @@ def clip_seconds(names, device, repeats: int) -> list[dict]:
     return rows
 
 
+def _median_seconds(fn, device, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after one warm-up call (which pays for torch.compile)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = _now()
+        fn()
+        _sync(device)
+        times.append(_now() - t0)
+    return statistics.median(times)
+
+
+def breakdown(device, repeats: int, name: str = "toy") -> list[dict]:
+    """Where one iteration's time goes, part by part, forward and backward, for every preset at one area: the
+    bare model pass, the mask generator (smooth-max, docs/method.md §1.2-1.3), the perturbation (the pyramid
+    lookup, §1.4), the area loss (§1.5), L_K (§1.6), the optimiser step with the clamp (§1.7), and the whole
+    iteration as ``overhead`` times it; ``rest`` is what the parts do not account for (reshapes, the
+    traces, Python). Compiled as the full-length preset would be."""
+    model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
+    T, H = model.num_frames, model.crop_size
+    clip = torch.rand(1, 3, T, H, H, device=device)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for preset in S.PRESETS:
+        st = dataclasses.replace(_settings(model, preset), area_count=None)
+        st = dataclasses.replace(st, areas=st.areas[:1])
+        cfg = st.scaled(H)
+        compiled = S.will_compile(cfg)
+        geo = S.mask_geometry(H, H, cfg.grid_step, cfg.sigma, cfg.param_padding)
+        kernel = S.smooth_mask_kernel(geo["step"], cfg.sigma, geo["radius"], cfg.subsample).to(device)
+        gh, gw = geo["grid"]
+        hp = H + 2 * geo["margin"]
+        params = torch.rand(T, 1, gh, gw, device=device, requires_grad=True)
+        fill = model.mean.view(3) if hasattr(model, "mean") else None
+        pyramid = S.blur_pyramid(clip, cfg.max_blur, fill=fill, border=cfg.blur_border)
+        mask = torch.rand(1, 1, T, H, H, device=device, requires_grad=True)
+        padded = torch.rand(1, 1, T, hp, hp, device=device, requires_grad=True)
+        refs = S.area_reference(T * hp * hp, cfg.areas[0], device).view(1, -1)
+        kt = min(cfg.key_frames or max(1, min(S.KEY_FRAMES, T // 2)), T)
+        ckernel = S.ellipsoid_kernel(kt, geo["margin"]).to(device)
+        counts = torch.tensor(S.core_counts(cfg.areas, T * hp * hp, kt, geo["margin"]), device=device)
+        opt = torch.optim.SGD([params], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening)
+        params.grad = torch.rand_like(params)
+        lookup = S._compiled_fn(compiled, S.apply_pyramid, pyramid, mask, grad=1)
+
+        def step():
+            opt.step()
+            with torch.no_grad():
+                params.clamp_(0, 1)
+
+        parts = {
+            "model": bare_pass_seconds(model, 1, device, S.autocast_dtype(device, cfg.precision), repeats),
+            "generator": _median_seconds(lambda: S.smooth_mask(params, geo, kernel, H, H, compiled=compiled)[0]
+                                         .sum().backward(), device, repeats),
+            "perturbation": _median_seconds(lambda: lookup(pyramid, mask).sum().backward(), device, repeats),
+            "area loss": _median_seconds(lambda: S.area_loss(padded, refs, False, gen).sum().backward(),
+                                         device, repeats),
+            "L_K": _median_seconds(lambda: S.core_loss(padded, ckernel, counts, gen).sum().backward(),
+                                   device, repeats),
+            "optimiser": _median_seconds(step, device, repeats),
+        }
+        it, _ = iteration_seconds(model, clip, st, repeats)
+        points = kernel.shape[0]
+        cells = (gh + 2 * geo["pad"] - 2 * geo["radius"]) * (gw + 2 * geo["pad"] - 2 * geo["radius"])
+        row = {"model": name, "preset": preset, "compile": compiled, "iteration_s": it,
+               "smooth_max_terms": T * cells * points * kernel.shape[1], **{f"{k}_s": v for k, v in parts.items()}}
+        row["rest_s"] = it - sum(parts.values())
+        row["ratio"] = it / parts["model"]
+        row["generator_ratio"] = parts["generator"] / parts["model"]
+        rows.append(row)
+        print(f"breakdown {name}/{preset}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in parts.items())
+              + f", iteration {it * 1e3:.2f} ms", file=sys.stderr, flush=True)
+    del model
+    clear_cache()
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------- report
 def _table(title: str, head: list[str], rows: list[list]) -> list[str]:
     """A markdown table under ``title``: the first column left-aligned, the others right-aligned."""
@@ -294,6 +375,14 @@ def report(res: dict) -> str:
                         [[r["model"], f"{r['frames']} × {r['crop']}", r["preset"], r["batch"],
                           f"{r['iteration_s']:.3f}", f"{r['bare_s']:.3f}", f"{r['ratio']:.2f}"]
                          for r in res["overhead"]])
+    if res.get("breakdown"):
+        names = ["model", "generator", "perturbation", "area loss", "L_K", "optimiser", "rest"]
+        lines += _table("Where an iteration's time goes (ms, forward+backward, one area; ratio = iteration / model; "
+                        "smooth-max terms = points × neighbours evaluated per iteration):",
+                        ["model", "preset", *names, "iteration", "ratio", "generator / model", "smooth-max terms"],
+                        [[r["model"], r["preset"], *(f"{r[k + '_s'] * 1e3:.2f}" for k in names),
+                          f"{r['iteration_s'] * 1e3:.2f}", f"{r['ratio']:.2f}", f"{r['generator_ratio']:.2f}",
+                          f"{r['smooth_max_terms'] / 1e6:.2f} M"] for r in res["breakdown"]])
     fp = res.get("fast_vs_paper")
     if fp:
         lines += _table(f"The presets on {fp['clips']} toy clip(s) (model passes: forward+backward, one per mask "
@@ -331,7 +420,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=OVERHEAD_MODELS, help="models for the overhead table")
     ap.add_argument("--clips", type=int, default=None, help="toy clips for fast vs paper (default 3; quick 1)")
     ap.add_argument("--repeats", type=int, default=None, help="timed iterations / passes (default 5; quick 2)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "fast-vs-paper", "scaling"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["overhead", "breakdown", "fast-vs-paper", "scaling"])
     ap.add_argument("--clip-seconds", nargs="*", default=None, metavar="MODEL",
                     help="also time whole clips, fp32 and the automatic precision, on these models (e.g. videomae-b x3d_m slowfast_r50)")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
@@ -355,6 +444,8 @@ def main(argv=None) -> int:
         res["paper_overhead_ratio"] = {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == "paper"}
         res["overhead_ratios"] = {p: {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == p}
                                   for p in S.PRESETS}
+    if "breakdown" not in a.skip:
+        res["breakdown"] = breakdown(device, repeats)
     if "fast-vs-paper" not in a.skip:
         fp = fast_vs_paper(a.clips or (1 if a.quick else 3), device)
         res["fast_vs_paper"] = fp

@@ -1,4 +1,5 @@
 """The quality benchmark's summaries, on made-up rows (the benchmark itself takes minutes per method)."""
+import dataclasses
 import importlib.util
 import math
 from pathlib import Path
@@ -141,6 +142,27 @@ def test_speed_reports_every_preset_with_its_passes(monkeypatch):
     assert fp["time_ratio"] > 0
     text = speed.report({"device_name": "CPU", "torch": "x", "threads": 1, "fast_vs_paper": fp, "clock": "cpu"})
     assert "| interactive |" in text and "cpu clock" in text
+
+
+def test_speed_breakdown_accounts_for_every_part_of_an_iteration(monkeypatch):
+    """The breakdown times each part of a toy iteration for every preset: all parts cost something, ``rest`` is
+    the iteration less the parts, and the generator's smooth-max terms follow its sample points (the paper's
+    every pixel, 4 × 4 per cell at 64 px, against 2 × 2 for the sub-sampled presets)."""
+    from attribution import step as S
+    plain = speed._settings
+    monkeypatch.setattr(speed, "_settings", lambda model, preset, **kw: dataclasses.replace(
+        plain(model, preset, **kw), compile=False))   # the compile's warm-up is not what is tested here
+    rows = {r["preset"]: r for r in speed.breakdown(torch.device("cpu"), repeats=1)}
+    assert set(rows) == set(S.PRESETS)
+    parts = ("model", "generator", "perturbation", "area loss", "L_K", "optimiser")
+    for r in rows.values():
+        assert all(r[f"{k}_s"] > 0 for k in parts)
+        assert r["rest_s"] == pytest.approx(r["iteration_s"] - sum(r[f"{k}_s"] for k in parts))
+        assert r["ratio"] == pytest.approx(r["iteration_s"] / r["model_s"])
+    assert rows["paper"]["smooth_max_terms"] == 4 * rows["interactive"]["smooth_max_terms"] \
+        == 4 * rows["fast"]["smooth_max_terms"] == 16 * 400 * 16 * 49
+    text = speed.report({"device_name": "CPU", "torch": "x", "threads": 1, "breakdown": list(rows.values())})
+    assert "| toy | paper |" in text and "5.02 M" in text
 
 
 def test_frames_read_scores_the_maps_on_the_frames_the_model_reads(tmp_path, capsys):
