@@ -111,6 +111,8 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
            "temporal_hit": bool(temporal_hit(exp.saliency, item.event)),
            "seconds": seconds, "curve_seconds": curves and curves.seconds, "evaluations": exp.evaluations,
            "iterations": exp.iterations, "areas": list(exp.areas) if exp.areas else None}
+    if exp.settings and "lr" in exp.settings:   # the learning rate that ran: presets have changed it over time
+        row["lr"] = exp.settings["lr"]
     if tolerance is not None:
         row["tolerance"] = tolerance
     if name == "random":

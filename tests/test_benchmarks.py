@@ -43,6 +43,19 @@ def test_summary_carries_the_paired_comparison_and_the_table_prints_it():
                                                        ["step", "random"])
 
 
+def test_perturbation_rows_record_the_learning_rate_that_ran():
+    """A preset's learning rate has changed over time; each perturbation row says which one produced it (and an
+    override is what is recorded), a map without an optimiser records none."""
+    from attribution import step as S
+    from model_zoo import load_model, toy
+    model, item = load_model("toy"), toy.generate(1, seed=quality.SEED)[0]
+    row = quality.run_one(model, item, 0, "step-interactive", 4, "block", "blur", 0, overrides={"iterations": 1})
+    assert row["lr"] == S.PRESETS["interactive"]["lr"]
+    row = quality.run_one(model, item, 0, "step", 4, "block", "blur", 0, overrides={"iterations": 1, "lr": 0.25})
+    assert row["lr"] == 0.25
+    assert "lr" not in quality.run_one(model, item, 0, "random", 4, "block", "blur", 0)
+
+
 def test_the_random_baseline_draws_a_new_map_for_every_clip_and_old_shared_maps_are_rerun(tmp_path):
     from model_zoo import load_model, toy
     model, items = load_model("toy"), toy.generate(2, seed=quality.SEED)
