@@ -325,7 +325,7 @@ def breakdown(device, repeats: int, name: str = "toy") -> list[dict]:
         counts = torch.tensor(S.core_counts(cfg.areas, T * hp * hp, kt, geo["margin"]), device=device)
         opt = torch.optim.SGD([params], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening)
         params.grad = torch.rand_like(params)
-        lookup = S._compiled_fn(compiled, S.apply_pyramid, pyramid, mask, grad=1)
+        lookup = S.pyramid_lookup(compiled, pyramid, mask)
 
         def step():
             opt.step()
