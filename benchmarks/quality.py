@@ -158,6 +158,12 @@ def _sem(xs):
     return float(np.std(xs, ddof=1) / math.sqrt(len(xs))) if len(xs) > 1 else float("nan")
 
 
+def accuracy(rows: list[dict]) -> float:
+    """The model's accuracy on the clips the rows cover: its prediction on a clip does not depend on the
+    method, so one per clip, whichever methods ran there."""
+    return _mean(list({r["clip"]: float(r["predicted"] == r["label"]) for r in rows}.values()))
+
+
 def summarise(rows: list[dict], methods: list[str]) -> dict:
     per = {}
     for name in methods:
@@ -344,7 +350,7 @@ def main(argv=None) -> int:
     # keep one row per (method, clip): the latest
     rows = list({(r["method"], r["clip"]): r for r in rows}.values())
     summary = summarise(rows, methods)
-    acc = _mean([float(r["predicted"] == r["label"]) for r in rows if r["method"] == methods[0]])
+    acc = accuracy(rows)
     header = {"clips": n, "accuracy": acc, "steps": a.steps, "unit": a.unit, "substrate": a.substrate,
               "device": a.device, "threads": a.threads, "seed": a.seed, "clip_seed": SEED,
               "wall_seconds": round(time.perf_counter() - t_start, 1),

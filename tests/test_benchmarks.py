@@ -43,6 +43,12 @@ def test_summary_carries_the_paired_comparison_and_the_table_prints_it():
                                                        ["step", "random"])
 
 
+def test_the_reported_accuracy_counts_each_clip_once_whichever_methods_ran():
+    rows = [dict(_row("grad-cam", 0), predicted=1, label=1), dict(_row("random", 0), predicted=1, label=1),
+            dict(_row("grad-cam", 1), predicted=0, label=2), dict(_row("grad-cam", 2), predicted=2, label=2)]
+    assert quality.accuracy(rows) == pytest.approx(2 / 3)
+
+
 def test_perturbation_rows_record_the_learning_rate_that_ran():
     """A preset's learning rate has changed over time; each perturbation row says which one produced it (and an
     override is what is recorded), a map without an optimiser records none."""
