@@ -438,7 +438,7 @@ def format_seconds(s: float) -> str:
 def expected_iterations(settings: step_mod.Settings) -> int:
     """Iterations a run is expected to take: all of them without early stop; with early stop (``fast``), the
     geometric mean of ``min_iterations`` and ``iterations`` (141 of 100..200), so any stop between the two is
-    within a factor √(200/100) = 1.41 of it. README (Speed): the toy stops at 100-200, 140 on average."""
+    within a factor √(200/100) = 1.41 of it. README (Speed): the toy stops at 100-140."""
     n = int(settings.iterations)
     if settings.early_stop > 0 and 0 < settings.min_iterations < n:
         return int(round(math.sqrt(settings.min_iterations * n)))

@@ -131,7 +131,9 @@ class Settings:
 
 
 FAST_SPEEDUP = 6   # the fast preset runs the paper's schedule this many times faster: 1200 -> 200 iterations
-FAST_LR = 0.1      # 2x the paper's: chosen on the tuning clips with the decision-gradient start (README)
+FAST_LR = round(LR * FAST_SPEEDUP, 12)   # 0.3: the paper's total step (lr x iterations = 60). lr 0.1 was better
+#   on the toy (tuning and benchmark clips) and alike on gt_x3d_xs, but worse on gt_videomae's tuning and
+#   benchmark clips, so the rule (change only where the paired figures agree) keeps 0.3 (README, "How fast was tuned")
 INTERACTIVE_SPEEDUP = 36   # the interactive preset's schedule (area growth, L_K warm-up): the paper's 36x faster
 INTERACTIVE_BUDGET = 99    # model passes per target: the start's LEVELS + START_POINTS, then 29 iterations x 3 areas
 INTERACTIVE_LR = 0.6       # 12x the paper's: tuned on the tuning clips (0.3-1.0 alike, 1.5 lower; docs/method.md §7)
@@ -143,10 +145,7 @@ PRESETS = {
     # Ours: the same objective in 1/6 of the iterations, with the schedule scaled to match: the area weight
     # growing 6x faster (it would end at the same value), the L_K warm-up 1/6 as long, the learning rate
     # FAST_LR, the smooth-max evaluated at 2x2 points per cell and interpolated, early stop once the mask has
-    # settled (on the toy, at 100-160 iterations). The learning rate was 0.3 (6x the paper's: the same total
-    # step) while the masks started from all ones; started from the decision gradient, they start near the
-    # answer and a smaller step keeps them there (toy tuning clips: lr 0.1 - 0.3 pointing game +0.07; README,
-    # "How fast was tuned"). Borders as the paper's:
+    # settled (on the toy, at 100-140 iterations). Borders as the paper's:
     # against replicate / reflect, paired, the pointing game and the mass in the tube rose on clips whose evidence
     # touches a border and did not fall on the tuning clips (benchmarks/borders.py, benchmarks/tune.py; README).
     # 2D-EP with its own settings too (method_settings; its area weight stays fixed): against STEP's schedule,

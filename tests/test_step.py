@@ -490,7 +490,7 @@ def test_area_reference_is_sorted_ascending_with_the_area_in_ones():
 def test_fast_preset_is_the_papers_schedule_six_times_faster():
     fast = S.PRESETS["fast"]
     assert S.FAST_SPEEDUP == 6
-    assert fast["iterations"] == 200 and fast["core_warmup"] == 17 and fast["lr"] == 0.1 == 2 * S.LR
+    assert fast["iterations"] == 200 and fast["core_warmup"] == 17 and fast["lr"] == 0.3 == S.FAST_LR
     assert fast["area_growth"] == pytest.approx(1.0008668 ** 6, rel=1e-12)
 
 
