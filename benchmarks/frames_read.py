@@ -27,24 +27,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import quality  # noqa: E402
 from quality import LABELS, METHODS, SEED, _mean, _sem, clips_for, read_rows, run_one, tolerance_for  # noqa: E402
 from attribution.batch import append_line  # noqa: E402
-from attribution.metrics import mass_in_tube, pointing_game  # noqa: E402
 from model_zoo import groundtruth, load_model  # noqa: E402
 
-READ_SEED = 31   # the clips `python -m model_zoo.groundtruth eval` checks confinement on
-READ_CLIPS = 40
-
-
-def score(row: dict, saliency, item, read: list, k: int, tolerance: int) -> dict:
-    """The pointing game over the frames read and not read, and the mass in the read part of the tube."""
-    unread = [j for j in range(k) if j not in read]
-    on = groundtruth.boxes_read(item.boxes, read, k)
-    off = groundtruth.boxes_read(item.boxes, unread, k)
-    row.update(pointing_game_read=pointing_game(saliency, on, tolerance=tolerance),
-               pointing_game_unread=pointing_game(saliency, off, tolerance=tolerance) if unread else None,
-               mass_in_tube_read=mass_in_tube(saliency, on))
-    return row
+READ_SEED, READ_CLIPS = quality.READ_SEED, quality.READ_CLIPS
 
 
 def summary(rows: list[dict], methods: list[str]) -> dict:
@@ -107,8 +95,7 @@ def main(argv=None) -> int:
                 continue
             row = run_one(model, item, i, m, a.steps, "block", "blur", a.seed, tolerance=tolerance, saliency=True,
                           curves=a.steps > 0)
-            row = score(row, row.pop("saliency"), item, read, k, tolerance)
-            row.update(read=read, tubelet=k)
+            row = quality.score_read(row, row.pop("saliency"), item, reading, tolerance)
             append_line(path, row)
             rows.append(row)
             print(f"{m:22s} clip {i:3d}: pg {row['pointing_game']:.2f} read {row['pointing_game_read']:.2f} "

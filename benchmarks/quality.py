@@ -79,6 +79,34 @@ def tolerance_for(model_name: str) -> int | None:
     return None if model_name == "toy" else groundtruth.pointing_tolerance(groundtruth.GEOMETRY[model_name][1])
 
 
+READ_SEED = 31   # the clips `python -m model_zoo.groundtruth eval` checks confinement on
+READ_CLIPS = 40
+
+
+def frames_reading(model, model_name: str, clips: int = READ_CLIPS) -> dict | None:
+    """Which tubelet positions a ground-truth model reads its evidence from (:func:`model_zoo.groundtruth.frames_read`
+    on ``clips`` clips of the ``eval`` command's confinement seed), or None for a model without tubelets (the
+    toy, a CNN), where every frame is read. README, "Which frames VideoMAE reads"."""
+    if model_name == "toy" or groundtruth.tubelet(model) == 1:
+        return None
+    frames, size = groundtruth.GEOMETRY[model_name]
+    return groundtruth.frames_read(model, groundtruth.generate(clips, seed=READ_SEED, frames=frames, size=size))
+
+
+def score_read(row: dict, saliency, item, reading: dict, tolerance: int | None) -> dict:
+    """``row`` plus the pointing game over the evidence frames the model reads and over those it does not, the
+    mass in the read part of the tube, and which positions were read (``reading``: :func:`frames_reading`)."""
+    k, read = reading["tubelet"], reading["read"]
+    unread = [j for j in range(k) if j not in read]
+    on = groundtruth.boxes_read(item.boxes, read, k)
+    off = groundtruth.boxes_read(item.boxes, unread, k)
+    tol = {} if tolerance is None else {"tolerance": tolerance}
+    row.update(pointing_game_read=pointing_game(saliency, on, **tol),
+               pointing_game_unread=pointing_game(saliency, off, **tol) if unread else None,
+               mass_in_tube_read=mass_in_tube(saliency, on), read=read, tubelet=k)
+    return row
+
+
 def random_map_seed(seed: int, index: int) -> int:
     """The random method's seed on clip ``index`` of a run with method seed ``seed``: distinct for every pair."""
     return seed * 1_000_003 + index
@@ -209,6 +237,12 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
         out["fast_minus_paper"] = paired(rows, "step", "step-paper")
     if "step-interactive" in per and "step-paper" in per:
         out["interactive_minus_paper"] = paired(rows, "step-interactive", "step-paper")
+    for name, p in per.items():   # the frames a tubelet model reads (score_read), where the rows have them
+        rd = [r for r in rows if r["method"] == name and r.get("pointing_game_read") is not None]
+        if rd:
+            p.update(read_clips=len(rd), pointing_game_read=_mean([r["pointing_game_read"] for r in rd]),
+                     pointing_game_read_sem=_sem([r["pointing_game_read"] for r in rd]),
+                     mass_in_tube_read=_mean([r["mass_in_tube_read"] for r in rd]))
     for name, p in per.items():   # model passes per clip (Explanation.evaluations), where the rows have them
         ev = [r["evaluations"] for r in rows if r["method"] == name and r.get("evaluations") is not None]
         p["passes_per_clip"] = _mean(ev) if ev else None
@@ -265,6 +299,11 @@ def table(summary: dict, header: dict) -> str:
             d = summary[key]
             lines.append(f"{label} − STEP (paper) on the {d['clips']} clips both ran (paired): " + ", ".join(
                 f"{m.replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in PAIRED_METRICS) + ".")
+    read = {LABELS.get(n, n): p for n, p in summary["methods"].items() if p.get("read_clips")}
+    if read:
+        lines.append("Pointing game on the evidence frames the model reads (clips scored there): " + ", ".join(
+            f"{k} {p['pointing_game_read']:.2f} ± {p['pointing_game_read_sem']:.2f} ({p['read_clips']})"
+            for k, p in read.items()) + ".")
     passes = {LABELS.get(n, n): p["passes_per_clip"] for n, p in summary["methods"].items()
               if p.get("passes_per_clip") and n in METHODS and METHODS[n][1]}
     if passes:
@@ -310,6 +349,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", default=None, help="per-clip results (resumable; default "
                     "benchmarks/results/quality.jsonl for the toy, quality_<model>.jsonl otherwise)")
     ap.add_argument("--json", default=None, help="write the summary here")
+    ap.add_argument("--read-clips", type=int, default=READ_CLIPS,
+                    help="a model with tubelets: clips that decide which frames it reads (README, \"Which frames "
+                         "VideoMAE reads\"); its rows are also scored there")
     ap.add_argument("--baseline", default=None, metavar="JSONL",
                     help="also report each method minus the same method's rows in JSONL (e.g. an earlier engine's), "
                          "paired over the clips both have")
@@ -324,6 +366,12 @@ def main(argv=None) -> int:
     model = load_model(a.model, device=a.device)
     items = clips_for(a.model, n, SEED)
     tolerance = tolerance_for(a.model)
+    # a model with tubelets is also scored on the frames it reads (README, "Which frames VideoMAE reads")
+    reading = None if a.report or shard >= n else frames_reading(model, a.model, a.read_clips)
+    if reading is not None:
+        print(f"{a.model}: evidence read from tubelet position(s) {reading['read']} of {reading['tubelet']} "
+              f"(p(class) with it blurred there only: {[round(p, 3) for p in reading['p_blurred']]}, clean "
+              f"{reading['p_clean']:.3f})", file=sys.stderr)
 
     path = Path(a.jsonl or ("benchmarks/results/quality.jsonl" if a.model == "toy"
                             else f"benchmarks/results/{a.model}_quality.jsonl"))
@@ -340,7 +388,10 @@ def main(argv=None) -> int:
                 continue
             if (name, i) in done:
                 continue
-            row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance)
+            row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance,
+                          saliency=reading is not None)
+            if reading is not None:
+                row = score_read(row, row.pop("saliency"), items[i], reading, tolerance)
             rows.append(row)
             done.add((name, i))
             record(path, row, name)

@@ -210,3 +210,29 @@ def test_frames_read_scores_the_maps_on_the_frames_the_model_reads(tmp_path, cap
     assert fr.main(args) == 0                      # resumed: nothing recomputed
     assert len(jsonl.read_text().splitlines()) == 1
     assert "| random | 1 |" in capsys.readouterr().out
+
+
+def test_quality_scores_a_tubelet_model_on_the_frames_it_reads_too(tmp_path, capsys):
+    """gt_videomae reads its evidence from one frame of each tubelet: its rows carry the pointing game there and
+    on the other frames, which together make up the pointing game over every evidence frame; the toy's don't."""
+    pytest.importorskip("transformers")
+    import json
+    from model_zoo import groundtruth as gt
+    from model_zoo import load_model
+    assert quality.frames_reading(load_model("toy"), "toy") is None
+    jsonl = tmp_path / "q.jsonl"
+    args = ["--model", "gt_videomae", "--clips", "1", "--read-clips", "2", "--methods", "random", "--steps", "4",
+            "--threads", "1", "--jsonl", str(jsonl)]
+    assert quality.main(args) == 0
+    (row,) = map(json.loads, jsonl.read_text().splitlines())
+    assert row["tubelet"] == 2 and row["read"] and set(row["read"]) <= {0, 1}
+    item = gt.generate(1, seed=quality.SEED, frames=16, size=224)[0]
+    n_read = sum(b is not None for b in gt.boxes_read(item.boxes, row["read"], 2))
+    n_all = sum(b is not None for b in item.boxes)
+    if n_read < n_all:
+        both = (row["pointing_game_read"] * n_read + row["pointing_game_unread"] * (n_all - n_read)) / n_all
+        assert both == pytest.approx(row["pointing_game"])
+    assert "Pointing game on the evidence frames the model reads (clips scored there): random" in \
+        capsys.readouterr().out
+    assert quality.main(args + ["--report"]) == 0           # the report reads them back without recomputing
+    assert len(jsonl.read_text().splitlines()) == 1
