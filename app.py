@@ -6,10 +6,11 @@ then checks the explanation with deletion / insertion curves against a random ma
 
 This file lays out the widgets, wires the events and launches the server. The callbacks are in
 :mod:`ui.callbacks` (plain functions over :mod:`attribution.pipeline`), the words and CSS in :mod:`ui.text`,
-the settings in :mod:`ui.config` (environment variables: README, Configuration).
+the settings in :mod:`ui.config` (environment variables: README, "The Space on each kind of hardware").
 
 ``python app.py`` serves the page (the offline ``toy`` model needs no network); ``VAE_WARMUP=0`` skips
-compiling the default model's mask generator in the background at start (never done on ZeroGPU).
+compiling the default model's mask generator in the background at start, which happens only when the default
+preset compiles (``fast``, ``paper``; never on ZeroGPU).
 """
 from __future__ import annotations
 

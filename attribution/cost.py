@@ -46,7 +46,7 @@ CACHE_ENV = "VAE_COST_CACHE"
 LIMIT_ENV = "VAE_MAX_REQUEST_SECONDS"
 # Default limits by hardware kind (seconds). A CPU Space has one worker: a request longer than 10 minutes holds
 # everyone else's. On the 2-core machine that admits the toy with either preset and X3D-XS with the fast one
-# (about 2-10 min with curves) and refuses X3D-XS with the paper preset (1200 iterations x 4 masks, about 30 min;
+# (about 2-10 min with curves) and refuses X3D-XS with the paper preset (1200 iterations x 4 masks, about 18 min;
 # benchmarks/results/cost_cpu.json).
 # A dedicated GPU runs the same request in seconds, so 10 minutes there is only the paper preset on the largest
 # models. ZeroGPU lends a GPU per call for a bounded duration (60 s by default, a few minutes at most), so
@@ -438,7 +438,7 @@ def format_seconds(s: float) -> str:
 def expected_iterations(settings: step_mod.Settings) -> int:
     """Iterations a run is expected to take: all of them without early stop; with early stop (``fast``), the
     geometric mean of ``min_iterations`` and ``iterations`` (141 of 100..200), so any stop between the two is
-    within a factor √(200/100) = 1.41 of it. README (Speed): the toy stops at 100-140."""
+    within a factor √(200/100) = 1.41 of it. README (Speed): the toy stops at 100-180, mean 109."""
     n = int(settings.iterations)
     if settings.early_stop > 0 and 0 < settings.min_iterations < n:
         return int(round(math.sqrt(settings.min_iterations * n)))

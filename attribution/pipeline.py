@@ -28,7 +28,7 @@ from attribution.metrics import STEPS as PAPER_CURVE_STEPS
 from attribution.metrics import deletion_insertion
 
 QUICK_CURVE_STEPS = 32   # the app's default curves: |ΔAUC| <= 0.010 against the paper's 128 steps at a quarter of
-#                          the passes on the benchmark clips (benchmarks/curve_steps.py, README: Performance)
+#                          the passes on the benchmark clips (benchmarks/curve_steps.py, README: "Curves for less")
 CURVE_STEPS = (QUICK_CURVE_STEPS, PAPER_CURVE_STEPS)
 
 

@@ -133,7 +133,7 @@ class Settings:
 FAST_SPEEDUP = 6   # the fast preset runs the paper's schedule this many times faster: 1200 -> 200 iterations
 FAST_LR = round(LR * FAST_SPEEDUP, 12)   # 0.3: the paper's total step (lr x iterations = 60). lr 0.1 was better
 #   on the toy (tuning and benchmark clips) and alike on gt_x3d_xs, but worse on gt_videomae's tuning and
-#   benchmark clips, so the rule (change only where the paired figures agree) keeps 0.3 (README, "How fast was tuned")
+#   benchmark clips, so the rule (change only where the paired figures agree) keeps 0.3 (docs/tuning.md, "`fast`'s learning rate")
 INTERACTIVE_SPEEDUP = 36   # the interactive preset's schedule (area growth, L_K warm-up): the paper's 36x faster
 INTERACTIVE_BUDGET = 99    # model passes per target: the start's LEVELS + START_POINTS, then 29 iterations x 3 areas
 INTERACTIVE_LR = 0.6       # 12x the paper's: tuned on the tuning clips (0.3-1.0 alike, 1.5 lower; docs/method.md §7)
@@ -145,15 +145,15 @@ PRESETS = {
     # Ours: the same objective in 1/6 of the iterations, with the schedule scaled to match: the area weight
     # growing 6x faster (it would end at the same value), the L_K warm-up 1/6 as long, the learning rate
     # FAST_LR, the smooth-max evaluated at 2x2 points per cell and interpolated, early stop once the mask has
-    # settled (on the toy, at 100-140 iterations). Borders as the paper's:
+    # settled (on the toy, at 100-180 iterations, mean 109). Borders as the paper's:
     # against replicate / reflect, paired, the pointing game and the mass in the tube rose on clips whose evidence
     # touches a border and did not fall on the tuning clips (benchmarks/borders.py, benchmarks/tune.py; README).
     # 2D-EP with its own settings too (method_settings; its area weight stays fixed): against STEP's schedule,
     # paired on the tuning clips, its mass in the tube rose and its pointing game and insertion did not fall.
     # The start is the decision gradient's (init="gradient", 12 passes), not all ones: on the ground-truth
     # models, whose fine-striped evidence a slight blur erases, the all-ones start lowered every mask through
-    # the narrow band where the class is decided and lost the evidence (tuning clips of gt_x3d_xs: pointing game
-    # 0.0 against 1.0 on both clips, insertion -0.23 and -0.09); on the toy's 16 tuning clips the start changed
+    # the narrow band where the class is decided and lost the evidence (6 tuning clips of gt_x3d_xs: pointing
+    # game 0.0 against 1.0 on every clip, insertion -0.19 ± 0.07); on the toy's 16 tuning clips the start changed
     # nothing (pointing game -0.003 ± 0.035, insertion +0.001 ± 0.004; docs/method.md §7).
     "fast": dict(iterations=ITERATIONS // FAST_SPEEDUP, area_growth=AREA_GROWTH ** FAST_SPEEDUP, init="gradient",
                  core_warmup=round(CORE_WARMUP / FAST_SPEEDUP), lr=FAST_LR, subsample=2,

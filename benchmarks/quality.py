@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="toy", choices=["toy"] + sorted(groundtruth.GEOMETRY),
                     help="toy (default) or a model of the ground-truth task (model_zoo/groundtruth.py)")
     ap.add_argument("--jsonl", default=None, help="per-clip results (resumable; default "
-                    "benchmarks/results/quality.jsonl for the toy, quality_<model>.jsonl otherwise)")
+                    "benchmarks/results/quality.jsonl for the toy, <model>_quality.jsonl otherwise)")
     ap.add_argument("--json", default=None, help="write the summary here")
     ap.add_argument("--read-clips", type=int, default=READ_CLIPS,
                     help="a model with tubelets: clips that decide which frames it reads (README, \"Which frames "

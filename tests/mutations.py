@@ -103,7 +103,9 @@ MUTATIONS = [
               (".abs().mean() < cfg.early_stop:", ".abs().mean() <= cfg.early_stop:")),
              (f"{T_STEP}::test_early_stop_fires_once_the_mask_settles_and_never_when_off",)),
     Mutation("cancel-only-at-start", "cancel is looked at before the first iteration only", STEP,
-             (("if should_cancel(cancel):", "if it == 0 and should_cancel(cancel):"),),
+             (("        if should_cancel(cancel):\n            raise Cancelled(\"The explanation was cancelled.\")\n        padded",
+               "        if it == 0 and should_cancel(cancel):\n            raise Cancelled(\"The explanation was cancelled.\")\n"
+               "        padded"),),
              (f"{T_STEP}::test_cancel_in_the_middle_of_a_run_stops_it_at_the_next_iteration",)),
     Mutation("mask-never-optimised", "the optimiser's learning rate is 0: the mask stays all ones", STEP,
              (("opt = torch.optim.SGD([params], lr=cfg.lr", "opt = torch.optim.SGD([params], lr=0.0"),),
@@ -155,7 +157,7 @@ MUTATIONS = [
                '(row.get("status") == "error" and not retry_errors)'),),
              ("tests/test_batch.py::test_batch_killed_mid_run_resumes_every_clip_exactly_once",)),
     Mutation("batch-redoes-finished", "a rerun redoes (rewrites) the clips already done", "attribution/batch.py",
-             (("todo = [c for c in mine if ids[c] not in done]", "todo = list(mine)"),),
+             (("return mine, [c for c in mine if ids[c] not in done]", "return mine, list(mine)"),),
              ("tests/test_batch.py::test_batch_killed_mid_run_resumes_every_clip_exactly_once",)),
     # ---- model zoo (the tests of the lead's wiring run too, once they exist)
     Mutation("sampling-recipe-ignored", "frames always spread uniformly, ignoring the model's sampling recipe",

@@ -1,4 +1,4 @@
-"""The app's settings: read once from the environment (README: Configuration), everything else from the library.
+"""The app's settings: read once from the environment (README: The app, "The Space on each kind of hardware"), everything else from the library.
 
 ``VAE_CONCURRENCY`` (model jobs at once, default 1), ``VAE_MAX_QUEUE`` (waiting jobs, default 16),
 ``VAE_MAX_UPLOAD_MB`` (default 100), ``VAE_MAX_SECONDS`` (longest clip, default 600), ``VAE_TMP`` (where
@@ -32,7 +32,7 @@ TOP1 = ""                     # target value meaning "the model's top-1 class"
 TOP1_CHOICE = ("Top-1 prediction (default)", TOP1)
 NO_CONTRAST = ""              # "rather than" value meaning "no contrast: the plain game"
 DEFAULT_METHOD = "step"
-DEFAULT_PRESET = "interactive"  # the cheapest preset that keeps the paper's quality (README: Performance)
+DEFAULT_PRESET = "interactive"  # the cheapest preset that keeps the paper's quality (README: Speed, "Model passes: the presets")
 DEFAULT_COMPARE = ["step", "gradient", "grad-cam", "random"]
 EXAMPLE_SECONDS = 20.0        # a cached example shows no progress bar: none may take longer than this
 HARDWARE = describe_device()  # what the models run on (logged at start-up, shown in the About tab)
