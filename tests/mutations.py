@@ -109,7 +109,8 @@ MUTATIONS = [
              (f"{T_STEP}::test_cancel_in_the_middle_of_a_run_stops_it_at_the_next_iteration",)),
     Mutation("mask-never-optimised", "the optimiser's learning rate is 0: the mask stays all ones", STEP,
              (("opt = torch.optim.SGD([params], lr=cfg.lr", "opt = torch.optim.SGD([params], lr=0.0"),),
-             ("tests/test_explain.py::test_step_finds_the_evidence_on_toy_clips",)),
+             ("tests/test_explain.py::test_step_finds_the_evidence_on_toy_clips",
+              f"{T_STEP}::test_the_iterations_bring_the_started_masks_to_their_areas_and_keep_the_class")),
     # ---- metrics, comparison methods, adapter
     Mutation("curves-swapped", "deletion and insertion curves swapped", "attribution/metrics.py",
              (("dele, ins, ev = _curves(", "ins, dele, ev = _curves("),),
