@@ -237,6 +237,8 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
         out["fast_minus_paper"] = paired(rows, "step", "step-paper")
     if "step-interactive" in per and "step-paper" in per:
         out["interactive_minus_paper"] = paired(rows, "step-interactive", "step-paper")
+    if "step" in per and "step-interactive" in per:
+        out["fast_minus_interactive"] = paired(rows, "step", "step-interactive")
     for name, p in per.items():   # the frames a tubelet model reads (score_read), where the rows have them
         rd = [r for r in rows if r["method"] == name and r.get("pointing_game_read") is not None]
         if rd:
@@ -294,10 +296,12 @@ def table(summary: dict, header: dict) -> str:
                      f"{rel['deletion_random_last']:.0%}).")
     else:
         lines.append("Reliability: needs the random method and at least one other on every clip.")
-    for key, label in (("fast_minus_paper", "STEP (fast)"), ("interactive_minus_paper", "STEP (interactive)")):
+    for key, label, other in (("fast_minus_paper", "STEP (fast)", "STEP (paper)"),
+                              ("interactive_minus_paper", "STEP (interactive)", "STEP (paper)"),
+                              ("fast_minus_interactive", "STEP (fast)", "STEP (interactive)")):
         if key in summary:
             d = summary[key]
-            lines.append(f"{label} − STEP (paper) on the {d['clips']} clips both ran (paired): " + ", ".join(
+            lines.append(f"{label} − {other} on the {d['clips']} clips both ran (paired): " + ", ".join(
                 f"{m.replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in PAIRED_METRICS) + ".")
     read = {LABELS.get(n, n): p for n, p in summary["methods"].items() if p.get("read_clips")}
     if read:

@@ -39,6 +39,9 @@ def test_summary_carries_the_paired_comparison_and_the_table_prints_it():
     text = quality.table(s, {"clips": 3, "accuracy": 1.0, "unit": "block", "substrate": "blur", "steps": 128,
                              "device": "cpu"})
     assert "STEP (fast) − STEP (paper) on the 3 clips both ran (paired): insertion +0.100 ± 0.000" in text
+    both = [dict(r, method="step-interactive") for r in rows if r["method"] == "step-paper"] + rows
+    s = quality.summarise(both, ["step", "step-interactive", "step-paper", "random"])
+    assert s["fast_minus_interactive"]["insertion"] == pytest.approx(0.1)
     assert "fast_minus_paper" not in quality.summarise([r for r in rows if r["method"] != "step-paper"],
                                                        ["step", "random"])
 
