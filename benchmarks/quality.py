@@ -370,35 +370,31 @@ def main(argv=None) -> int:
     model = load_model(a.model, device=a.device)
     items = clips_for(a.model, n, SEED)
     tolerance = tolerance_for(a.model)
-    # a model with tubelets is also scored on the frames it reads (README, "Which frames VideoMAE reads")
-    reading = None if a.report or shard >= n else frames_reading(model, a.model, a.read_clips)
-    if reading is not None:
-        print(f"{a.model}: evidence read from tubelet position(s) {reading['read']} of {reading['tubelet']} "
-              f"(p(class) with it blurred there only: {[round(p, 3) for p in reading['p_blurred']]}, clean "
-              f"{reading['p_clean']:.3f})", file=sys.stderr)
-
     path = Path(a.jsonl or ("benchmarks/results/quality.jsonl" if a.model == "toy"
                             else f"benchmarks/results/{a.model}_quality.jsonl"))
     rows = read_rows(path)
     same = {"steps": a.steps, "unit": a.unit, "substrate": a.substrate, "seed": a.seed}
     rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]
     done = {(r["method"], r["clip"]) for r in rows}
+    # clip-major: an interrupted run leaves whole clips for the reliability
+    todo = [(i, name) for i in (range(shard, n, shards) if not a.report else ()) for name in methods
+            if (name, i) not in done
+            and not (name == "step-paper" and a.paper_clips is not None and i >= a.paper_clips)
+            and not (name in PERTURBATION and cap is not None and i >= cap)]
+    # a model with tubelets is also scored on the frames it reads (README, "Which frames VideoMAE reads")
+    reading = frames_reading(model, a.model, a.read_clips) if todo else None
+    if reading is not None:
+        print(f"{a.model}: evidence read from tubelet position(s) {reading['read']} of {reading['tubelet']} "
+              f"(p(class) with it blurred there only: {[round(p, 3) for p in reading['p_blurred']]}, clean "
+              f"{reading['p_clean']:.3f})", file=sys.stderr)
     t_start = time.perf_counter()
-    for i in range(shard, n, shards) if not a.report else ():  # clip-major: an interrupted run leaves whole clips for the reliability
-        for name in methods:
-            if name == "step-paper" and a.paper_clips is not None and i >= a.paper_clips:
-                continue
-            if name in PERTURBATION and cap is not None and i >= cap:
-                continue
-            if (name, i) in done:
-                continue
-            row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance,
-                          saliency=reading is not None)
-            if reading is not None:
-                row = score_read(row, row.pop("saliency"), items[i], reading, tolerance)
-            rows.append(row)
-            done.add((name, i))
-            record(path, row, name)
+    for i, name in todo:
+        row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance,
+                      saliency=reading is not None)
+        if reading is not None:
+            row = score_read(row, row.pop("saliency"), items[i], reading, tolerance)
+        rows.append(row)
+        record(path, row, name)
     if shards > 1:
         return 0
     rows = [r for r in rows if r["method"] in methods]
