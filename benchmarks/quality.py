@@ -356,6 +356,9 @@ def main(argv=None) -> int:
     ap.add_argument("--read-clips", type=int, default=READ_CLIPS,
                     help="a model with tubelets: clips that decide which frames it reads (README, \"Which frames "
                          "VideoMAE reads\"); its rows are also scored there")
+    ap.add_argument("--rescore", action="store_true",
+                    help="a model with tubelets: run again the (method, clip) rows that lack the frames-read scores "
+                         "(rows from before them; the newest row of a method and clip is the one reported)")
     ap.add_argument("--baseline", default=None, metavar="JSONL",
                     help="also report each method minus the same method's rows in JSONL (e.g. an earlier engine's), "
                          "paired over the clips both have")
@@ -375,7 +378,9 @@ def main(argv=None) -> int:
     rows = read_rows(path)
     same = {"steps": a.steps, "unit": a.unit, "substrate": a.substrate, "seed": a.seed}
     rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]
-    done = {(r["method"], r["clip"]) for r in rows}
+    tubelets = a.model != "toy" and groundtruth.tubelet(model) > 1
+    done = {(r["method"], r["clip"]) for r in rows
+            if not (a.rescore and tubelets and r.get("pointing_game_read") is None)}
     # clip-major: an interrupted run leaves whole clips for the reliability
     todo = [(i, name) for i in (range(shard, n, shards) if not a.report else ()) for name in methods
             if (name, i) not in done

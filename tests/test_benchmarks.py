@@ -239,3 +239,13 @@ def test_quality_scores_a_tubelet_model_on_the_frames_it_reads_too(tmp_path, cap
         capsys.readouterr().out
     assert quality.main(args + ["--report"]) == 0           # the report reads them back without recomputing
     assert len(jsonl.read_text().splitlines()) == 1
+    # a row from before the frames-read scores is kept as it is, unless --rescore runs it again
+    old = {k: v for k, v in row.items() if k not in ("pointing_game_read", "pointing_game_unread",
+                                                      "mass_in_tube_read", "read", "tubelet")}
+    jsonl.write_text(json.dumps(old) + "\n")
+    assert quality.main(args) == 0
+    assert len(jsonl.read_text().splitlines()) == 1
+    assert quality.main(args + ["--rescore"]) == 0
+    new = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(new) == 2 and new[1]["pointing_game_read"] == row["pointing_game_read"]
+    assert new[1]["insertion"] == pytest.approx(row["insertion"])
