@@ -83,11 +83,17 @@ READ_SEED = 31   # the clips `python -m model_zoo.groundtruth eval` checks confi
 READ_CLIPS = 40
 
 
+def has_tubelets(model, model_name: str) -> bool:
+    """Whether the model embeds several frames per token (VideoMAE's two-frame tubelets): then it may read its
+    evidence from some of them only, and its rows are also scored on the frames it reads."""
+    return model_name != "toy" and groundtruth.tubelet(model) > 1
+
+
 def frames_reading(model, model_name: str, clips: int = READ_CLIPS) -> dict | None:
     """Which tubelet positions a ground-truth model reads its evidence from (:func:`model_zoo.groundtruth.frames_read`
     on ``clips`` clips of the ``eval`` command's confinement seed), or None for a model without tubelets (the
     toy, a CNN), where every frame is read. README, "Which frames VideoMAE reads"."""
-    if model_name == "toy" or groundtruth.tubelet(model) == 1:
+    if not has_tubelets(model, model_name):
         return None
     frames, size = groundtruth.GEOMETRY[model_name]
     return groundtruth.frames_read(model, groundtruth.generate(clips, seed=READ_SEED, frames=frames, size=size))
@@ -378,9 +384,8 @@ def main(argv=None) -> int:
     rows = read_rows(path)
     same = {"steps": a.steps, "unit": a.unit, "substrate": a.substrate, "seed": a.seed}
     rows = [r for r in rows if all(r.get(k) == v for k, v in same.items()) and r.get("clip", n) < n]
-    tubelets = a.model != "toy" and groundtruth.tubelet(model) > 1
-    done = {(r["method"], r["clip"]) for r in rows
-            if not (a.rescore and tubelets and r.get("pointing_game_read") is None)}
+    rescore = a.rescore and has_tubelets(model, a.model)
+    done = {(r["method"], r["clip"]) for r in rows if not (rescore and r.get("pointing_game_read") is None)}
     # clip-major: an interrupted run leaves whole clips for the reliability
     todo = [(i, name) for i in (range(shard, n, shards) if not a.report else ()) for name in methods
             if (name, i) not in done
