@@ -26,10 +26,19 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from attribution.errors import ExplorerError, InputError, VideoError
+
+try:
+    import av
+except ModuleNotFoundError:   # reading and writing files need PyAV; explaining clip tensors does not
+    av = None
+
+
+def _require_av() -> None:
+    if av is None:
+        raise ExplorerError("Reading or writing video files needs PyAV: pip install av (requirements.txt).")
 
 __all__ = ["Video", "load_video", "load_clip", "write_video", "apply_display_matrix", "MAX_FRAMES"]
 
@@ -252,6 +261,7 @@ class _open:
         self.path = path
 
     def __enter__(self):
+        _require_av()
         name = self.path.name
         try:
             self.container = av.open(str(self.path), "r", metadata_errors="ignore")
@@ -590,6 +600,7 @@ def write_video(frames, path, fps=8, crf=18):
     if rate <= 0:
         raise InputError(f"fps must be a positive number, got {fps!r}.")
 
+    _require_av()
     try:
         with av.open(os.fspath(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
             stream = container.add_stream("libx264", rate=rate)

@@ -249,3 +249,45 @@ def test_quality_scores_a_tubelet_model_on_the_frames_it_reads_too(tmp_path, cap
     new = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(new) == 2 and new[1]["pointing_game_read"] == row["pointing_game_read"]
     assert new[1]["insertion"] == pytest.approx(row["insertion"])
+
+
+_spec_g = importlib.util.spec_from_file_location("gpu_check", Path(__file__).parents[1] / "benchmarks" / "gpu_check.py")
+gpu_check = importlib.util.module_from_spec(_spec_g)
+_spec_g.loader.exec_module(gpu_check)
+
+
+def test_gpu_check_compares_every_part_of_an_iteration_and_flags_one_that_disagrees(monkeypatch):
+    """gpu_check.py's parts check: every part of an iteration (generator, lookup, losses, with gradients) on the
+    checked device, eager and compiled, against the CPU's eager ones; a part off by 0.1 % fails it."""
+    res = gpu_check.parts_agree(torch.device("cpu"), frames=4, size=32)
+    assert res["ok"] and res["max_relative_diff"] <= gpu_check.PARTS_BOUND
+    names = {"generator", "generator grad", "pyramid", "lookup", "lookup grad", "area loss", "L_K", "losses grad"}
+    assert set(res["parts"]) == names | {f"{n} (compiled)" for n in names}
+    real = gpu_check._parts
+
+    def off(device, compiled, **kw):
+        out = real(device, compiled, **kw)
+        if compiled:   # the "device" run: L_K's gradient 0.1 % off
+            out["losses grad"] = out["losses grad"] * 1.001
+        return out
+
+    monkeypatch.setattr(gpu_check, "_parts", off)
+    res = gpu_check.parts_agree(torch.device("cpu"), frames=4, size=32)
+    assert not res["ok"] and res["parts"]["losses grad (compiled)"] == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_gpu_check_runs_every_check_even_after_a_failure_and_exits_1(monkeypatch, tmp_path):
+    """A failed check is a finding: the others still run, the JSON carries each with its figures (the error
+    for the failed one) and the exit status is 1; all passing gives 0."""
+    import json
+
+    monkeypatch.setattr(gpu_check, "parts_agree", lambda device: {"ok": True, "max_relative_diff": 0.0})
+    monkeypatch.setattr(gpu_check, "paper_short_run", lambda device: 1 / 0)
+    monkeypatch.setattr(gpu_check, "default_request", lambda device: {"ok": True, "cpu fp32": {}})
+    assert gpu_check.main(["--device", "cpu", "--no-speed", "--out", str(tmp_path)]) == 1
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert res["engine parts"]["ok"] and res["default request (toy)"]["ok"]
+    assert not res["paper short run"]["ok"] and "ZeroDivisionError" in res["paper short run"]["error"]
+    assert "| paper short run | FAILED |" in (tmp_path / "gpu_check.txt").read_text()
+    monkeypatch.setattr(gpu_check, "paper_short_run", lambda device: {"ok": True})
+    assert gpu_check.main(["--device", "cpu", "--no-speed", "--out", str(tmp_path)]) == 0

@@ -350,3 +350,25 @@ def test_too_many_frames_without_num_frames(tmp_path, monkeypatch):
     with pytest.raises(VideoError, match="num|trim"):
         load_video(path)
     assert len(load_video(path, num_frames=5)) == 5
+
+
+def test_without_pyav_files_say_so_and_clip_tensors_are_still_explained(monkeypatch, tmp_path):
+    """A machine without PyAV (a bare GPU box running benchmarks/gpu_check.py) still explains clip tensors;
+    reading or writing a file there says in one sentence what is missing."""
+    import torch
+
+    from attribution import explain
+    from attribution.errors import ExplorerError
+    from model_zoo import load_model
+
+    path = tmp_path / "clip.mp4"
+    write_video(np.zeros((4, 16, 16, 3), np.uint8), path)
+    monkeypatch.setattr(video_module, "av", None)
+    with pytest.raises(ExplorerError, match="needs PyAV"):
+        load_video(path)
+    with pytest.raises(ExplorerError, match="needs PyAV"):
+        write_video(np.zeros((4, 16, 16, 3), np.uint8), tmp_path / "out.mp4")
+    model = load_model("toy")
+    clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, generator=torch.Generator().manual_seed(0))
+    exp = explain(model, clip, method="gradient")
+    assert exp.saliency.shape == (model.num_frames, model.crop_size, model.crop_size)
