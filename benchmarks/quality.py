@@ -258,6 +258,7 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
 
 
 PAIRED_METRICS = ("insertion", "deletion", "pointing_game", "mass_in_tube", "temporal_hit")
+READ_METRICS = ("pointing_game_read", "mass_in_tube_read")
 
 
 def paired(rows: list[dict], a: str, b: str, metrics: tuple = PAIRED_METRICS) -> dict:
@@ -270,6 +271,14 @@ def paired(rows: list[dict], a: str, b: str, metrics: tuple = PAIRED_METRICS) ->
     for m in metrics:
         d = [float(ra[i][m]) - float(rb[i][m]) for i in clips]
         out[m], out[f"{m}_sem"] = _mean(d), _sem(d)
+    # a tubelet model's scores on the frames it reads (score_read), over the clips where both rows have them
+    read = [i for i in clips if ra[i].get("pointing_game_read") is not None
+            and rb[i].get("pointing_game_read") is not None]
+    if read:
+        out["read_clips"] = len(read)
+        for m in READ_METRICS:
+            d = [float(ra[i][m]) - float(rb[i][m]) for i in read]
+            out[m], out[f"{m}_sem"] = _mean(d), _sem(d)
     return out
 
 
@@ -308,7 +317,10 @@ def table(summary: dict, header: dict) -> str:
         if key in summary:
             d = summary[key]
             lines.append(f"{label} − {other} on the {d['clips']} clips both ran (paired): " + ", ".join(
-                f"{m.replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in PAIRED_METRICS) + ".")
+                f"{m.replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in PAIRED_METRICS) + (
+                f"; on the frames the model reads ({d['read_clips']} clips): " + ", ".join(
+                    f"{m[:-5].replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in READ_METRICS)
+                if d.get("read_clips") else "") + ".")
     read = {LABELS.get(n, n): p for n, p in summary["methods"].items() if p.get("read_clips")}
     if read:
         lines.append("Pointing game on the evidence frames the model reads (clips scored there): " + ", ".join(

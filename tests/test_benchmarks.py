@@ -137,6 +137,22 @@ def test_summary_pairs_the_interactive_preset_with_paper_and_counts_passes():
            "STEP (paper) 3600." in text
 
 
+def test_the_paired_comparison_covers_the_frames_a_tubelet_model_reads_where_both_rows_have_them():
+    rows = [_row(m, i, pointing_game_read=v, mass_in_tube_read=0.2) for i in range(3)
+            for m, v in (("step-interactive", [1.0, 0.5, 1.0][i]), ("step-paper", 0.75))]
+    rows.append(_row("step-interactive", 3, pointing_game_read=0.0, mass_in_tube_read=0.0))
+    rows.append(_row("step-paper", 3))                     # scored before the frames-read scores: left out
+    d = quality.paired(rows, "step-interactive", "step-paper")
+    assert d["clips"] == 4 and d["read_clips"] == 3
+    assert d["pointing_game_read"] == pytest.approx(0.25 / 3) and d["mass_in_tube_read"] == 0
+    s = quality.summarise(rows, ["step-interactive", "step-paper"])
+    text = quality.table(s, {"clips": 4, "accuracy": 1.0, "unit": "block", "substrate": "blur", "steps": 32,
+                             "device": "cpu"})
+    assert "; on the frames the model reads (3 clips): pointing game +0.083 ± 0." in text
+    plain = [_row(m, i) for i in range(3) for m in ("step-interactive", "step-paper")]   # no frames-read scores
+    assert "read_clips" not in quality.paired(plain, "step-interactive", "step-paper")
+
+
 _spec_s = importlib.util.spec_from_file_location("speed", Path(__file__).parents[1] / "benchmarks" / "speed.py")
 speed = importlib.util.module_from_spec(_spec_s)
 _spec_s.loader.exec_module(speed)
