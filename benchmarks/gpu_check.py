@@ -194,7 +194,13 @@ def environment(device) -> dict:
     return env
 
 
-def _check(name: str, fn, results: dict) -> None:
+def _save(results: dict, out_dir: Path) -> None:
+    """The JSON and the table so far: a run stopped by a time limit keeps the checks it finished."""
+    (out_dir / "gpu_check.txt").write_text(report(results) + "\n")
+    (out_dir / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str))
+
+
+def _check(name: str, fn, results: dict, out_dir: Path) -> None:
     t0 = time.perf_counter()
     try:
         results[name] = fn()
@@ -204,6 +210,7 @@ def _check(name: str, fn, results: dict) -> None:
     print(f"{name}: {'ok' if results[name].get('ok') else 'FAILED'} "
           f"{ {k: v for k, v in results[name].items() if k not in ('trace', 'clip_seconds', 'overhead_ratios')} }",
           flush=True)
+    _save(results, out_dir)
 
 
 def _figures(d: dict) -> str:
@@ -244,17 +251,14 @@ def main(argv=None) -> int:
     if device.type == "cuda":   # fp32 means fp32 in the fidelity checks (TF32 would round the model's products)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     results = {"environment": environment(device)}
-    _check("engine parts", lambda: parts_agree(device), results)
-    _check("paper short run", lambda: paper_short_run(device), results)
-    _check("default request (toy)", lambda: default_request(device), results)
+    _check("engine parts", lambda: parts_agree(device), results, a.out)
+    _check("paper short run", lambda: paper_short_run(device), results, a.out)
+    _check("default request (toy)", lambda: default_request(device), results, a.out)
     if a.speed:
         # the speed figures are for what a user gets: PyTorch's default TF32 settings
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-        _check("speed", lambda: speed_figures(device, a.clip_models, a.out), results)
-    text = report(results)
-    print(text)
-    (a.out / "gpu_check.txt").write_text(text + "\n")
-    (a.out / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str))
+        _check("speed", lambda: speed_figures(device, a.clip_models, a.out), results, a.out)
+    print(report(results))
     return 0 if all(r.get("ok") for k, r in results.items() if k != "environment") else 1
 
 
