@@ -48,21 +48,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from attribution import step as S  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from test_paper_fidelity import tiny_model  # noqa: E402  (the pinned run's model, exactly the test's)
+
 PINNED = ROOT / "tests" / "data" / "paper_preset_masks.pt"
 CLIP_MODELS = ["videomae-b", "x3d_m", "slowfast_r50"]
 PARTS_BOUND = 1e-4   # the parts of an iteration on the device against the CPU: largest |Δ| / largest |value|
 CORRELATION_BOUND = 0.95   # the default request's saliency, automatic precision on the device vs fp32 on the CPU
-
-
-def tiny_model():
-    """The pinned run's model (tests/test_paper_fidelity.py): one 3-D convolution, a coloured mean."""
-    from model_zoo.classifier import VideoClassifier
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool3d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    return VideoClassifier(net, name="tiny", labels=["0", "1", "2"], num_frames=8, crop_size=32,
-                           mean=[0.45, 0.40, 0.35], std=[0.225] * 3)
 
 
 def _parts(device, compiled: bool, seed: int = 0, frames: int = 16, size: int = 64) -> dict:

@@ -267,17 +267,13 @@ def paired(rows: list[dict], a: str, b: str, metrics: tuple = PAIRED_METRICS) ->
     ra = {r["clip"]: r for r in rows if r["method"] == a}
     rb = {r["clip"]: r for r in rows if r["method"] == b}
     clips = sorted(set(ra) & set(rb))
-    out = {"clips": len(clips)}
-    for m in metrics:
-        d = [float(ra[i][m]) - float(rb[i][m]) for i in clips]
-        out[m], out[f"{m}_sem"] = _mean(d), _sem(d)
     # a tubelet model's scores on the frames it reads (score_read), over the clips where both rows have them
     read = [i for i in clips if ra[i].get("pointing_game_read") is not None
             and rb[i].get("pointing_game_read") is not None]
-    if read:
-        out["read_clips"] = len(read)
-        for m in READ_METRICS:
-            d = [float(ra[i][m]) - float(rb[i][m]) for i in read]
+    out = {"clips": len(clips), **({"read_clips": len(read)} if read else {})}
+    for ms, on in ((metrics, clips), (READ_METRICS if read else (), read)):
+        for m in ms:
+            d = [float(ra[i][m]) - float(rb[i][m]) for i in on]
             out[m], out[f"{m}_sem"] = _mean(d), _sem(d)
     return out
 
