@@ -8,7 +8,8 @@ Each variant is STEP (or ``--method`` 3d-ep / 2d-ep) with the ``fast`` preset (o
 names) plus the given :class:`attribution.step.Settings` overrides (``key=value`` pairs, comma-separated, values
 as Python literals), e.g. ``"preset='interactive'" "preset='interactive',areas=(0.07, 0.14, 0.27)"``.
 Clips are ``toy.generate(n, seed=700)`` (quality.py uses seed 500, training seeds >= 1000); the metrics are
-quality.py's. ``--model gt_x3d_xs`` / ``gt_videomae`` tunes on the ground-truth task's clips of seed 700 instead. Every variant is compared
+quality.py's. ``--model gt_x3d_xs`` / ``gt_videomae`` tunes on the ground-truth task's clips of seed 700 instead
+(a model with tubelets, VideoMAE, also scored on the frames it reads, as quality.py does). Every variant is compared
 with the first on the same clips: the mean per-clip difference and its standard error, which is far smaller
 than the spread of the means themselves (the pointing game of one clip moves in steps of 0.1 or more).
 Rows go to a JSONL file as they are done (resumable; ``--shard I/N`` splits the clips over processes).
@@ -28,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quality import (PAIRED_METRICS, _mean, clips_for, record, paired, parse_shard, read_rows,  # noqa: E402
-                     run_one, tolerance_for)
+from quality import (PAIRED_METRICS, READ_CLIPS, READ_METRICS, _mean, clips_for, frames_reading,  # noqa: E402
+                     has_tubelets, record, paired, parse_shard, read_rows, run_one, score_read, tolerance_for)
 from model_zoo import groundtruth, load_model  # noqa: E402
 
 SEED = 700   # a clip stream of its own: not quality.py's (500), not training's (>= toy.TRAIN_SEED)
@@ -63,6 +64,9 @@ def report(rows: list[dict], variants: list[str], metrics: tuple = PAIRED_METRIC
         out[v] = {"clips": len(rs), "iterations": _mean([r["iterations"] for r in rs]),
                   "seconds": _mean([r["seconds"] for r in rs]),
                   **{m: _mean([float(r[m]) for r in rs]) for m in metrics}}
+        rd = [r for r in rs if r.get("pointing_game_read") is not None]   # a tubelet model's frames read
+        if rd:
+            out[v].update(read_clips=len(rd), **{m: _mean([float(r[m]) for r in rd]) for m in READ_METRICS})
         if v != base:
             out[v]["minus_" + base] = paired(rows, v, base, metrics)
     return out
@@ -117,6 +121,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jsonl", default=None, help="per-clip rows (resumable; default benchmarks/results/"
                     "tune.jsonl for the toy, tune_<model>.jsonl otherwise)")
     ap.add_argument("--json", default=None, help="write the summary here")
+    ap.add_argument("--read-clips", type=int, default=READ_CLIPS,
+                    help="a model with tubelets: clips that decide which frames it reads; its rows are also "
+                         "scored there")
     a = ap.parse_args(argv)
     try:
         overrides = {v: parse_variant(v) for v in a.variants}
@@ -129,27 +136,33 @@ def main(argv=None) -> int:
     tolerance = tolerance_for(a.model)
     path = Path(a.jsonl or ("benchmarks/results/tune.jsonl" if a.model == "toy"
                             else f"benchmarks/results/tune_{a.model}.jsonl"))
+    # a model with tubelets is also scored on the frames it reads (quality.score_read): its rows without those
+    # scores are run again
+    tubelets = has_tubelets(model, a.model)
     rows = read_rows(path)
-    rows = [r for r in rows if r.get("clip_seed") == SEED and r.get("steps") == a.steps and r.get("seed") == a.seed
+    rows = [r for r in rows if (not tubelets or r.get("pointing_game_read") is not None)
+            and r.get("clip_seed") == SEED and r.get("steps") == a.steps and r.get("seed") == a.seed
             and r["clip"] < a.clips and r["method"] in overrides
             and r.get("perturbation_method", "step") == a.method]
     done = {(r["method"], r["clip"]) for r in rows}
-    for i in range(shard, a.clips, shards):
-        for v in a.variants:
-            if (v, i) in done:
-                continue
-            row = run_one(model, items[i], i, a.method, a.steps, "block", "blur", a.seed, overrides[v],
-                          tolerance=tolerance)
-            row.update(method=v, overrides=overrides[v], clip_seed=SEED, perturbation_method=a.method)
-            rows.append(row)
-            record(path, row, v)
+    todo = [(i, v) for i in range(shard, a.clips, shards) for v in a.variants if (v, i) not in done]
+    reading = frames_reading(model, a.model, a.read_clips) if todo and tubelets else None
+    for i, v in todo:
+        row = run_one(model, items[i], i, a.method, a.steps, "block", "blur", a.seed, overrides[v],
+                      tolerance=tolerance, saliency=reading is not None)
+        if reading is not None:
+            row = score_read(row, row.pop("saliency"), items[i], reading, tolerance)
+        row.update(method=v, overrides=overrides[v], clip_seed=SEED, perturbation_method=a.method)
+        rows.append(row)
+        record(path, row, v)
     if shards > 1:
         return 0
     rows = list({(r["method"], r["clip"]): r for r in rows}.values())
     summary = report(rows, a.variants)
     print(f"{a.method} fast-preset variants on {a.model} clips seed {SEED} (target = true class); Δ = paired difference "
           f"± its standard error.\n")
-    print(table(summary, a.variants))
+    read = ("pointing_game_read",) if tubelets else ()
+    print(table(summary, a.variants, SHOWN + read, DELTAS[:1] + read + DELTAS[1:]))
     if a.json:
         Path(a.json).write_text(json.dumps({"clip_seed": SEED, "clips": a.clips, "threads": a.threads,
                                             "method": a.method,

@@ -116,6 +116,25 @@ def test_tune_runs_each_variant_on_the_same_clips_and_resumes(tmp_path, capsys):
     assert "| iterations=3,lr=0.2 | 1 | 3 |" in capsys.readouterr().out
 
 
+def test_tune_scores_a_tubelet_model_on_the_frames_it_reads_and_reruns_rows_without_those_scores(tmp_path, capsys):
+    import json
+    jsonl = tmp_path / "t.jsonl"
+    base, other = "preset='interactive',iterations=1", "preset='interactive',iterations=2"
+    old = {"method": base, "clip": 0, "clip_seed": tune.SEED, "steps": 4, "seed": 0, "pointing_game": 0.5}
+    jsonl.write_text(json.dumps(old) + "\n")    # scored before the frames-read scores: run again
+    args = ["--model", "gt_videomae", "--variants", base, other, "--clips", "1", "--steps", "4", "--threads", "1",
+            "--read-clips", "3", "--jsonl", str(jsonl)]
+    assert tune.main(args) == 0
+    rows = [json.loads(x) for x in jsonl.read_text().splitlines()][1:]
+    assert [r["method"] for r in rows] == [base, other]
+    for r in rows:
+        assert r["tubelet"] == 2 and 0 <= r["pointing_game_read"] <= 1 and r["read"]
+    out = capsys.readouterr().out
+    assert "pointing game read" in out and "Δ pointing game read vs" in out
+    assert tune.main(args) == 0                       # resumed: nothing recomputed
+    assert len(jsonl.read_text().splitlines()) == 3
+
+
 def test_a_bad_shard_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
         tune.main(["--variants", "fast", "--shard", "2/2", "--jsonl", str(tmp_path / "t.jsonl")])
