@@ -70,7 +70,7 @@ BF16_CAPABILITY = (8, 0)   # CUDA compute capability from which bf16 runs native
 FP16_LOSS_SCALE = 2.0 ** 12  # fp16 backward: the reward is scaled so small gradients do not underflow
 GAMES = ("preserve", "delete", "dual")
 PERTURBATIONS = ("blur", "fade")
-OPTIMIZERS = ("sgd", "adam")   # sgd: the paper's (§1.7); adam: ours, for short schedules
+OPTIMIZERS = ("sgd", "adam", "nsgd")   # sgd: the paper's (§1.7); adam, nsgd: ours, for short schedules
 INITS = ("ones", "gradient")   # ones: the paper's start; gradient: from the reward's gradient (decision_gradient)
 START_POINTS = 4   # init="gradient": uniform masks inside the decision interval whose gradients are summed
 START_MIN_CHANGE = 0.1   # nats: a reward that moves less than this over the whole blur has no decision to follow
@@ -110,7 +110,9 @@ class Settings:
     blur_border: str = "mean"        # blur pyramid beyond the image: "mean" colour (the paper's) or "reflect"
     method_defaults: bool = True     # 2D-EP: its own reward weight, fixed area weight and one area for the
     #                                  fields left at a preset's value (method_settings); False: as given
-    optimizer: str = "sgd"           # "sgd" (the paper's, with momentum and dampening) or "adam" (lr, betas)
+    optimizer: str = "sgd"           # "sgd" (the paper's, with momentum and dampening), "adam" (lr, betas) or
+    #                                  "nsgd": the paper's SGD on each mask's gradient divided by its root mean
+    #                                  square (normalised_gradient), a step of the same length on every model
     betas: tuple = (0.9, 0.999)      # Adam's moment decays
     area_count: int | None = None    # optimise only this many of the areas, spread over their range
     #                                  (areas_kept); None: all of them
@@ -737,6 +739,15 @@ def describe_precision(device, precision: str = "auto", capability: tuple | None
     return _PRECISION_NAME[autocast_dtype(device, precision, capability)]
 
 
+def normalised_gradient(grad: torch.Tensor, n: int) -> torch.Tensor:
+    """Divide, in place, the gradient of each of the ``n`` masks (grad: (n·T, 1, gh, gw)) by its root mean square
+    over the mask's parameters (optimizer="nsgd"). The direction is the objective's; the step's length is then
+    ``lr`` whatever the scale of the model's gradients, which differs from model to model (docs/method.md §7)."""
+    g = grad.view(n, -1)
+    g.div_(g.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12))
+    return grad
+
+
 def _model_terms(model, pyramid, mask, tgt, games, weight, chunk, dtype=None, compiled=False, contrast=None):
     """Rewards of the perturbed clips, back-propagated to ``mask`` (a leaf), ``chunk`` masks per model call.
 
@@ -951,6 +962,8 @@ def _perturbation(model, clip, targets, method, settings, seed, progress, cancel
         opt.zero_grad(set_to_none=True)
         (energy.sum() + (mask * mask_in.grad).sum()).backward()
         energy = energy.detach() + cfg.reward_weight * rew
+        if cfg.optimizer == "nsgd":
+            normalised_gradient(params.grad, n)
         opt.step()
         with torch.no_grad():
             params.clamp_(0, 1)

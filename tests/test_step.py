@@ -651,6 +651,22 @@ def test_adam_and_bad_optimiser_or_start():
             S.perturbation(tiny_model(), clip, [0], settings=S.Settings(iterations=1, areas=(0.2,), **bad))
 
 
+def test_nsgd_steps_are_the_same_length_whatever_the_scale_of_the_objective():
+    g = torch.randn(2 * 4, 1, 3, 3)
+    n = S.normalised_gradient(g.clone(), 2).view(2, -1)
+    assert torch.allclose(n.pow(2).mean(1), torch.ones(2)) and torch.allclose(n[1] * g.view(2, -1)[1].norm(),
+                                                                               g.view(2, -1)[1] * n[1].norm())
+    clip = torch.rand(1, 3, 8, 32, 32)
+
+    def masks(opt, c):
+        cfg = S.Settings(iterations=4, areas=(0.2, 0.4), optimizer=opt, lr=0.1, compile=False, core_warmup=2,
+                         reward_weight=c, area_weight=300.0 * c, core_weight=300.0 * c)
+        return S.perturbation(tiny_model(), clip, [0], settings=cfg, seed=0).masks
+    # every term of the objective ten times larger: nsgd takes the same steps, the paper's SGD longer ones
+    assert torch.allclose(masks("nsgd", 1.0), masks("nsgd", 10.0), atol=1e-4)
+    assert not torch.allclose(masks("sgd", 1.0), masks("sgd", 10.0), atol=1e-2)
+
+
 def test_should_cancel_reads_an_event_a_callable_or_none():
     import threading
     ev = threading.Event()
