@@ -245,6 +245,9 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
         out["interactive_minus_paper"] = paired(rows, "step-interactive", "step-paper")
     if "step" in per and "step-interactive" in per:
         out["fast_minus_interactive"] = paired(rows, "step", "step-interactive")
+    if "step-interactive" in per:   # the app's default against each comparison method, on shared clips
+        out["interactive_minus_methods"] = {m: paired(rows, "step-interactive", m) for m in per
+                                            if m in METHODS and METHODS[m][1] is None and m != "random"}
     for name, p in per.items():   # the frames a tubelet model reads (score_read), where the rows have them
         rd = [r for r in rows if r["method"] == name and r.get("pointing_game_read") is not None]
         if rd:
@@ -317,6 +320,10 @@ def table(summary: dict, header: dict) -> str:
                 f"; on the frames the model reads ({d['read_clips']} clips): " + ", ".join(
                     f"{m[:-5].replace('_', ' ')} {d[m]:+.3f} ± {d[m + '_sem']:.3f}" for m in READ_METRICS)
                 if d.get("read_clips") else "") + ".")
+    for m, d in summary.get("interactive_minus_methods", {}).items():
+        lines.append(f"STEP (interactive) − {LABELS.get(m, m)} on the {d['clips']} clips both ran (paired): "
+                     + ", ".join(f"{k.replace('_', ' ')} {d[k]:+.3f} ± {d[k + '_sem']:.3f}"
+                                 for k in PAIRED_METRICS[:4]) + ".")
     read = {LABELS.get(n, n): p for n, p in summary["methods"].items() if p.get("read_clips")}
     if read:
         lines.append("Pointing game on the evidence frames the model reads (clips scored there): " + ", ".join(

@@ -156,6 +156,20 @@ def test_summary_pairs_the_interactive_preset_with_paper_and_counts_passes():
            "STEP (paper) 3600." in text
 
 
+def test_the_default_preset_is_paired_with_each_comparison_method_on_the_clips_both_ran():
+    rows = [_row(m, i, insertion=v + 0.01 * i) for i in range(3)
+            for m, v in (("step-interactive", 0.9), ("grad-cam", 0.85), ("random", 0.5), ("step-paper", 0.9))]
+    rows.append(_row("occlusion", 0, insertion=0.95))
+    s = quality.summarise(rows, ["step-interactive", "grad-cam", "occlusion", "random", "step-paper"])
+    d = s["interactive_minus_methods"]
+    assert set(d) == {"grad-cam", "occlusion"}      # neither the random map nor another STEP preset
+    assert d["grad-cam"]["clips"] == 3 and d["grad-cam"]["insertion"] == pytest.approx(0.05)
+    assert d["occlusion"]["clips"] == 1 and d["occlusion"]["insertion"] == pytest.approx(-0.05)
+    text = quality.table(s, {"clips": 3, "accuracy": 1.0, "unit": "block", "substrate": "blur", "steps": 128,
+                             "device": "cpu"})
+    assert "STEP (interactive) − grad-cam on the 3 clips both ran (paired): insertion +0.050 ± 0.000" in text
+
+
 def test_the_paired_comparison_covers_the_frames_a_tubelet_model_reads_where_both_rows_have_them():
     rows = [_row(m, i, pointing_game_read=v, mass_in_tube_read=0.2) for i in range(3)
             for m, v in (("step-interactive", [1.0, 0.5, 1.0][i]), ("step-paper", 0.75))]
