@@ -7,7 +7,7 @@
   insertion starts from the substrate and restores them. AUC = normalised trapezoid
   ``(Σ p − p_0/2 − p_S/2) / S``. Deletion: lower is better; insertion: higher is better.
 * **Pointing game**, **temporal hit**, **mass in tube**: agreement with known evidence (boxes, event window).
-* **Metric reliability** (§2.3): does a metric rank the methods the same way on every clip, with random last?
+* **Metric reliability** (§6.3): does a metric rank the methods the same way on every clip, with random last?
 
 Shapes: clip (1,3,T,H,W) in [0,1]; saliency (T,H,W); boxes: one (x0,y0,x1,y1) end-exclusive box or None
 per frame; event (start, end) frames, end exclusive.
@@ -28,9 +28,9 @@ from attribution.errors import InputError
 
 UNITS = ("block", "pixel", "frame")
 SUBSTRATES = ("blur", "fade")
-STEPS = 128                    # every script of the authors uses 128 steps (§2.1)
-BLOCKS_PER_SIDE = 16           # cm_16: 7x7-px blocks at 112 px, i.e. a 16x16 grid per frame (§2.1)
-POINTING_TOLERANCE = 4         # px; the authors' 7 px at 112 px input, scaled to the toy's 64 px (§2.2)
+STEPS = 128                    # every script of the authors uses 128 steps (§6.1)
+BLOCKS_PER_SIDE = 16           # cm_16: 7x7-px blocks at 112 px, i.e. a 16x16 grid per frame (§6.1)
+POINTING_TOLERANCE = 4         # px; the authors' 7 px at 112 px input, scaled to the toy's 64 px (§6.2)
 MAX_BATCH_BYTES = 64 * 2 ** 20  # perturbed input clips held at once (activations scale with it)
 
 
@@ -130,7 +130,7 @@ def substrate_clip(model, clip: torch.Tensor, substrate: str) -> torch.Tensor:
 
     ``blur``: each frame blurred with σ = the STEP pyramid's maximum blur (20 px at 112 px, scaled to H), so
     the metric perturbs as the explanation did. ``fade``: the model's mean colour, i.e. zeros in normalised
-    space, the authors' choice for both curves (§2.1); the clip's mean colour when the model has no ``mean``.
+    space, the authors' choice for both curves (§6.1); the clip's mean colour when the model has no ``mean``.
     """
     _, _, T, H, W = clip.shape
     if substrate == "blur":

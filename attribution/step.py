@@ -38,22 +38,22 @@ from attribution.errors import Cancelled, InputError  # noqa: F401  (Cancelled: 
 # ----------------------------------------------------------------------------------------------- constants
 # Every constant is the paper's value at 112 px input (docs/method.md); spatial ones scale with H.
 REF_SIZE = 112
-GRID_STEP = 7           # px between mask parameters at 112 px -> a 16x16 grid per frame (§1.3)
+GRID_STEP = 7           # px between mask parameters at 112 px -> a 16x16 grid per frame (§1.1)
 SIGMA = 11.0            # smooth-mask kernel width at 112 px; also the canvas margin and the L_K kernel side
-MAX_BLUR = 20.0         # σ of the most blurred pyramid level at 112 px (§1.4)
-LEVELS = 8              # pyramid levels; mask m reads level 7·m (§1.4)
-COLDNESS = 20.0         # smooth-max temperature (§1.3)
-FINAL_BLUR = 10.0       # σ of the per-frame blur of the summed map at 112 px (§1.8)
-LR = 0.05               # SGD learning rate (§1.7)
-MOMENTUM = 0.9          # SGD momentum (§1.7)
-DAMPENING = 0.9         # dampening = momentum: the update is an EMA of the gradient (§1.7)
-ITERATIONS = 1200       # every script of the authors passes --perturb_niter 1200 (§1.7)
-AREA_WEIGHT = 300.0     # λ_area at iteration 0 (§1.7)
-AREA_GROWTH = 1.0008668  # λ_area multiplier per iteration: x2 at 800 iterations (§1.7)
-CORE_WEIGHT = 300.0     # λ_K after the warm-up (§1.6)
-CORE_WARMUP = 100       # λ_K = 0 for the first 100 iterations (§1.6)
-KEY_FRAMES = 8          # K_t of the ellipsoid at 16 frames; min(8, T/2) for shorter clips (§1.6)
-PAPER_AREAS = (0.05, 0.10, 0.15, 0.50)  # default areas of run_all.py (§1.8)
+MAX_BLUR = 20.0         # σ of the most blurred pyramid level at 112 px (§1.3)
+LEVELS = 8              # pyramid levels; mask m reads level 7·m (§1.3)
+COLDNESS = 20.0         # smooth-max temperature (§1.2)
+FINAL_BLUR = 10.0       # σ of the per-frame blur of the summed map at 112 px (§5)
+LR = 0.05               # SGD learning rate (§4)
+MOMENTUM = 0.9          # SGD momentum (§4)
+DAMPENING = 0.9         # dampening = momentum: the update is an EMA of the gradient (§4)
+ITERATIONS = 1200       # every script of the authors passes --perturb_niter 1200 (§4)
+AREA_WEIGHT = 300.0     # λ_area at iteration 0 (§3.1)
+AREA_GROWTH = 1.0008668  # λ_area multiplier per iteration: x2 at 800 iterations (§3.1)
+CORE_WEIGHT = 300.0     # λ_K after the warm-up (§3.3)
+CORE_WARMUP = 100       # λ_K = 0 for the first 100 iterations (§3.3)
+KEY_FRAMES = 8          # K_t of the ellipsoid at 16 frames; min(8, T/2) for shorter clips (§3.3)
+PAPER_AREAS = (0.05, 0.10, 0.15, 0.50)  # default areas of run_all.py (§3.2)
 # Borders. The extremal-perturbation formulation (Fong et al. 2019, smooth masks) pads the mask's
 # parameter grid with zeros: beyond the image nothing is preserved. The authors blur the *normalised* clip
 # with zero padding, i.e. towards the model's mean colour near the borders (docs/method.md §1.3).
@@ -70,7 +70,7 @@ BF16_CAPABILITY = (8, 0)   # CUDA compute capability from which bf16 runs native
 FP16_LOSS_SCALE = 2.0 ** 12  # fp16 backward: the reward is scaled so small gradients do not underflow
 GAMES = ("preserve", "delete", "dual")
 PERTURBATIONS = ("blur", "fade")
-OPTIMIZERS = ("sgd", "adam", "nsgd")   # sgd: the paper's (§1.7); adam, nsgd: ours, for short schedules
+OPTIMIZERS = ("sgd", "adam", "nsgd")   # sgd: the paper's (§4); adam, nsgd: ours, for short schedules
 INITS = ("ones", "gradient")   # ones: the paper's start; gradient: from the reward's gradient (decision_gradient)
 START_POINTS = 4   # init="gradient": uniform masks inside the decision interval whose gradients are summed
 START_MIN_CHANGE = 0.1   # nats: a reward that moves less than this over the whole blur has no decision to follow
@@ -138,7 +138,7 @@ FAST_LR = round(LR * FAST_SPEEDUP, 12)   # 0.3: the paper's total step (lr x ite
 #   benchmark clips, so the rule (change only where the paired figures agree) keeps 0.3 (docs/tuning.md, "`fast`'s learning rate")
 INTERACTIVE_SPEEDUP = 36   # the interactive preset's schedule (area growth, L_K warm-up): the paper's 36x faster
 INTERACTIVE_BUDGET = 99    # model passes per target: the start's LEVELS + START_POINTS, then 29 iterations x 3 areas
-INTERACTIVE_LR = 0.6       # 12x the paper's: tuned on the tuning clips (0.3-1.0 alike, 1.5 lower; docs/method.md §7)
+INTERACTIVE_LR = 0.6       # 12x the paper's: tuned on the tuning clips (0.3 alike, 1.0 and 1.5 lower; docs/tuning.md)
 
 PRESETS = {
     # The paper's optimisation as the authors ran it (docs/method.md): zero-padded mask parameters, the pyramid
@@ -310,7 +310,7 @@ def _smooth_max_forward(nb: torch.Tensor, kernel: torch.Tensor, coldness: float 
 
     The exponent is shifted by a bound on every v_k of the cell, max_k |θ_k| · max |w| (softmax is shift-invariant,
     docs/method.md §1.2), found on the small neighbour tensor instead of a pass over all points: exp() is at most 1,
-    and with the parameters in [0, 1] (clamped after every step, §1.7) at least exp(-2·coldness), far from underflow.
+    and with the parameters in [0, 1] (clamped after every step, §1.1) at least exp(-2·coldness), far from underflow.
     """
     shift = nb.abs().amax(-1, keepdim=True) * kernel.abs().amax()
     v = nb * kernel                                              # (N,C,P,K)

@@ -296,8 +296,8 @@ def _median_seconds(fn, device, repeats: int) -> float:
 
 def breakdown(device, repeats: int, name: str = "toy") -> list[dict]:
     """Where one iteration's time goes, part by part, forward and backward, for every preset at one area: the
-    bare model pass, the mask generator (smooth-max, docs/method.md §1.2-1.3), the perturbation (the pyramid
-    lookup, §1.4), the area loss (§1.5), L_K (§1.6), the optimiser step with the clamp (§1.7), and the whole
+    bare model pass, the mask generator (smooth-max, docs/method.md §1.2), the perturbation (the pyramid
+    lookup, §1.3), the area loss (§3.1), L_K (§3.3), the optimiser step with the clamp (§4), and the whole
     iteration as ``overhead`` times it; ``rest`` is what the parts do not account for (reshapes, the
     traces, Python). Compiled as the full-length preset would be."""
     model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)

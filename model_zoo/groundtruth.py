@@ -381,7 +381,7 @@ NULL_SHARE = 0.5
 # Training curriculum: (end of the stage as a fraction of the steps, generator options). Trained from scratch
 # on the full task, neither network left chance in ~1000-2500 clips, and x3d_xs needed ~400 clips to start on
 # one disc of the task's size alone. So: one large disc (half the frame) in every frame, then one disc of the
-# task's size, then with the ring distractors, then the task itself (event window).
+# task's size, then with the striped distractors (the evidence in every frame), then the task itself (event window).
 CURRICULUM = ((0.08, {"distractors": False, "whole": True, "diameter": (0.75, 0.8)}),
               (0.2, {"distractors": False, "whole": True}), (0.4, {"whole": True}), (1.0, {}))
 

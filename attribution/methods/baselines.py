@@ -34,10 +34,10 @@ from attribution.errors import InputError
 from attribution.methods.registry import MethodResult, register
 from attribution.metrics import substrate_clip
 
-PERCENTILE = 99.9       # upper end of the gradient maps' scale (§3.1)
-IG_STEPS = 25           # Integrated Gradients steps in the authors' run_all.py (§3.1)
-SG_SAMPLES = 25         # SmoothGrad samples (§3.1)
-SG_NOISE = 0.15         # SmoothGrad noise std as a fraction of the clip's value range (§3.1)
+PERCENTILE = 99.9       # upper end of the gradient maps' scale (docs/method.md §9)
+IG_STEPS = 25           # Integrated Gradients steps in the authors' run_all.py (§9)
+SG_SAMPLES = 25         # SmoothGrad samples (§9)
+SG_NOISE = 0.15         # SmoothGrad noise std as a fraction of the clip's value range (§9)
 GRAD_BATCH_BYTES = 32 * 2 ** 20  # input clips per forward+backward batch (activations scale with it)
 
 
