@@ -138,7 +138,7 @@ FAST_LR = round(LR * FAST_SPEEDUP, 12)   # 0.3: the paper's total step (lr x ite
 #   benchmark clips, so the rule (change only where the paired figures agree) keeps 0.3 (docs/tuning.md, "`fast`'s learning rate")
 INTERACTIVE_SPEEDUP = 36   # the interactive preset's schedule (area growth, L_K warm-up): the paper's 36x faster
 INTERACTIVE_BUDGET = 99    # model passes per target: the start's LEVELS + START_POINTS, then 29 iterations x 3 areas
-INTERACTIVE_LR = 0.6       # 12x the paper's: tuned on the tuning clips (0.3 alike, 1.0 and 1.5 lower; docs/tuning.md)
+INTERACTIVE_LR = 0.6       # 12x the paper's, tuned on the tuning clips (0.3 alike, 1.0, 1.5 lower; docs/tuning.md)
 
 PRESETS = {
     # The paper's optimisation as the authors ran it (docs/method.md): zero-padded mask parameters, the pyramid
