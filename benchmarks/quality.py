@@ -245,6 +245,9 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
         out["interactive_minus_paper"] = paired(rows, "step-interactive", "step-paper")
     if "step" in per and "step-interactive" in per:
         out["fast_minus_interactive"] = paired(rows, "step", "step-interactive")
+    for ablation in ("3d-ep", "2d-ep"):   # the paper's ablations (§4.3): without L_K, one area per frame
+        if "step" in per and ablation in per:
+            out[f"fast_minus_{ablation.replace('-', '_')}"] = paired(rows, "step", ablation)
     if "step-interactive" in per:   # the app's default against each comparison method, on shared clips
         out["interactive_minus_methods"] = {m: paired(rows, "step-interactive", m) for m in per
                                             if m in METHODS and METHODS[m][1] is None and m != "random"}
@@ -312,7 +315,9 @@ def table(summary: dict, header: dict) -> str:
         lines.append("Reliability: needs the random method and at least one other on every clip.")
     for key, label, other in (("fast_minus_paper", "STEP (fast)", "STEP (paper)"),
                               ("interactive_minus_paper", "STEP (interactive)", "STEP (paper)"),
-                              ("fast_minus_interactive", "STEP (fast)", "STEP (interactive)")):
+                              ("fast_minus_interactive", "STEP (fast)", "STEP (interactive)"),
+                              ("fast_minus_3d_ep", "STEP (fast)", "3D-EP (fast)"),
+                              ("fast_minus_2d_ep", "STEP (fast)", "2D-EP (fast)")):
         if key in summary:
             d = summary[key]
             lines.append(f"{label} − {other} on the {d['clips']} clips both ran (paired): " + ", ".join(

@@ -170,6 +170,17 @@ def test_the_default_preset_is_paired_with_each_comparison_method_on_the_clips_b
     assert "STEP (interactive) − grad-cam on the 3 clips both ran (paired): insertion +0.050 ± 0.000" in text
 
 
+def test_the_paper_ablations_are_paired_with_step_on_the_clips_both_ran():
+    rows = [_row(m, i, mass_in_tube=v) for i in range(2) for m, v in (("step", 0.2), ("3d-ep", 0.25))]
+    rows.append(_row("2d-ep", 0, mass_in_tube=0.1))
+    s = quality.summarise(rows, ["step", "3d-ep", "2d-ep"])
+    assert s["fast_minus_3d_ep"]["clips"] == 2 and s["fast_minus_3d_ep"]["mass_in_tube"] == pytest.approx(-0.05)
+    assert s["fast_minus_2d_ep"]["clips"] == 1 and s["fast_minus_2d_ep"]["mass_in_tube"] == pytest.approx(0.1)
+    text = quality.table(s, {"clips": 2, "accuracy": 1.0, "unit": "block", "substrate": "blur", "steps": 128,
+                             "device": "cpu"})
+    assert "STEP (fast) − 3D-EP (fast) on the 2 clips both ran (paired): insertion +0.000 ± 0.000, deletion" in text
+
+
 def test_the_paired_comparison_covers_the_frames_a_tubelet_model_reads_where_both_rows_have_them():
     rows = [_row(m, i, pointing_game_read=v, mass_in_tube_read=0.2) for i in range(3)
             for m, v in (("step-interactive", [1.0, 0.5, 1.0][i]), ("step-paper", 0.75))]
