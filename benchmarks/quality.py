@@ -245,7 +245,7 @@ def summarise(rows: list[dict], methods: list[str]) -> dict:
         out["interactive_minus_paper"] = paired(rows, "step-interactive", "step-paper")
     if "step" in per and "step-interactive" in per:
         out["fast_minus_interactive"] = paired(rows, "step", "step-interactive")
-    for ablation in ("3d-ep", "2d-ep"):   # the paper's ablations (§4.3): without L_K, one area per frame
+    for ablation in ("3d-ep", "2d-ep"):   # the ablations of the paper (its §4.3): without L_K, one area per frame
         if "step" in per and ablation in per:
             out[f"fast_minus_{ablation.replace('-', '_')}"] = paired(rows, "step", ablation)
     if "step-interactive" in per:   # the app's default against each comparison method, on shared clips
