@@ -93,9 +93,8 @@ def main(argv=None) -> int:
         for m in a.methods:
             if (m, i) in done:
                 continue
-            row = run_one(model, item, i, m, a.steps, "block", "blur", a.seed, tolerance=tolerance, saliency=True,
-                          curves=a.steps > 0)
-            row = quality.score_read(row, row.pop("saliency"), item, reading, tolerance)
+            row = run_one(model, item, i, m, a.steps, "block", "blur", a.seed, tolerance=tolerance,
+                          curves=a.steps > 0, reading=reading)
             append_line(path, row)
             rows.append(row)
             print(f"{m:22s} clip {i:3d}: pg {row['pointing_game']:.2f} read {row['pointing_game_read']:.2f} "

@@ -120,10 +120,11 @@ def random_map_seed(seed: int, index: int) -> int:
 
 def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate: str, seed: int,
             overrides: dict | None = None, tolerance: int | None = None, saliency: bool = False,
-            curves: bool = True) -> dict:
+            curves: bool = True, reading: dict | None = None) -> dict:
     """Explain one clip with method ``name`` (plus Settings ``overrides``) and score the map (``saliency``:
     the map itself too, under the key "saliency", for the caller's own scores; ``curves=False``: no deletion
-    and insertion curves, their AUCs None)."""
+    and insertion curves, their AUCs None; ``reading``, a tubelet model's :func:`frames_reading`: also scored
+    on the frames it reads, :func:`score_read`)."""
     method, preset = METHODS[name]
     overrides = dict(overrides or {})
     preset = overrides.pop("preset", None) or preset or "fast"   # a variant may name another preset
@@ -151,6 +152,8 @@ def run_one(model, item, index: int, name: str, steps: int, unit: str, substrate
         row["tolerance"] = tolerance
     if name == "random":
         row["map_seed"] = map_seed
+    if reading is not None:
+        score_read(row, exp.saliency, item, reading, tolerance)
     if saliency:
         row["saliency"] = exp.saliency
     return row
@@ -420,9 +423,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     for i, name in todo:
         row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance,
-                      saliency=reading is not None)
-        if reading is not None:
-            row = score_read(row, row.pop("saliency"), items[i], reading, tolerance)
+                      reading=reading)
         rows.append(row)
         record(path, row, name)
     if shards > 1:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quality import (PAIRED_METRICS, READ_CLIPS, READ_METRICS, _mean, clips_for, frames_reading,  # noqa: E402
-                     has_tubelets, record, paired, parse_shard, read_rows, run_one, score_read, tolerance_for)
+                     has_tubelets, record, paired, parse_shard, read_rows, run_one, tolerance_for)
 from model_zoo import groundtruth, load_model  # noqa: E402
 
 SEED = 700   # a clip stream of its own: not quality.py's (500), not training's (>= toy.TRAIN_SEED)
@@ -149,9 +149,7 @@ def main(argv=None) -> int:
     reading = frames_reading(model, a.model, a.read_clips) if todo and tubelets else None
     for i, v in todo:
         row = run_one(model, items[i], i, a.method, a.steps, "block", "blur", a.seed, overrides[v],
-                      tolerance=tolerance, saliency=reading is not None)
-        if reading is not None:
-            row = score_read(row, row.pop("saliency"), items[i], reading, tolerance)
+                      tolerance=tolerance, reading=reading)
         row.update(method=v, overrides=overrides[v], clip_seed=SEED, perturbation_method=a.method)
         rows.append(row)
         record(path, row, v)
