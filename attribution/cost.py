@@ -8,8 +8,8 @@ The engine layer: no Gradio, no model zoo; callers pass models they loaded.
 * :func:`engine_costs` times the optimisation loop itself around a trivial model (mask generator, blur
   pyramid, losses, optimiser step): seconds per *mask pixel* per iteration, one figure per preset, since
   ``fast`` evaluates the smooth-max at 2x2 points per cell and ``paper`` at every pixel (``step.PRESETS``).
-  README (Speed) measured this overhead as 2-3x the bare pass on the 16x64x64 toy and 1.0-1.2x on X3D-XS: it
-  is a per-pixel cost, small next to a real model and large next to the toy's.
+  README (Speed) measured this overhead at 1.7-2.2x the bare pass on the 16x64x64 toy and 1.0-1.15x on X3D-XS
+  and VideoMAE-B: it is a per-pixel cost, small next to a real model and large next to the toy's.
 * Both are cached on disk (:func:`cache_path`), keyed by model, input, precision, the device (GPU name or CPU
   model and torch's thread count) and the torch version; :func:`pass_costs` returns them, measuring once.
 * :func:`estimate` adds up a request: a perturbation method (``step``, ``3d-ep``, ``2d-ep``) runs its
@@ -421,6 +421,15 @@ class Estimate:
         return f"about {format_seconds(self.seconds)} on {where}"
 
 
+def repeated(estimate: Estimate, times: int) -> Estimate:
+    """The same request run ``times`` over (the sanity check explains the clip once per stage of its cascade)."""
+    if times <= 1:
+        return estimate
+    return dataclasses.replace(estimate, seconds=estimate.seconds * times,
+                               passes={k: v * times for k, v in estimate.passes.items()},
+                               breakdown={f"{k} (× {times})": v * times for k, v in estimate.breakdown.items()})
+
+
 def format_seconds(s: float) -> str:
     """A duration as people say it: 5 s, 40 s, 3 min, 1 h 20 min (two significant figures at most)."""
     s = max(0.0, float(s))
@@ -476,11 +485,8 @@ def comparison_passes(method: str, shape: Sequence[int], **options) -> list[tupl
     if method == "grad-cam":
         return [(1, 1, False), (1, 1, True)]      # the probe forward, then Captum's forward + backward
     if method == "occlusion":
-        window = tuple(int(v) for v in (options.get("window") or (3, min(2, T), max(1, H // 8), max(1, W // 8))))
-        strides = tuple(int(v) for v in (options.get("strides") or window))
-        counts = [math.ceil((d - w) / s) + 1 for d, w, s in zip((T, H, W), window[1:], strides[1:])]
-        n = int(math.prod(counts))
-        batch = int(options.get("batch_size") or max(1, min(256, int(64 * 2 ** 20 // clip_bytes))))
+        _, _, n, batch = B.occlusion_plan((T, H, W), options.get("window"), options.get("strides"),
+                                          options.get("batch_size"))
         return [(1, 1, False), (n, batch, False)]  # Captum's forward of the clip, then the windows
     if method in ("random", "frame-difference"):
         return []
@@ -512,20 +518,21 @@ def estimate(model, method: str, preset: str = "fast", *, iterations: int | None
              areas: Sequence[float] | None = None, curves: bool = True, curve_steps: int = 128,
              random_baseline: bool = True, compare: Sequence[str] | None = None, device=None,
              costs: PassCost | None = None, engine: dict | None = None, compiled: bool | None = None,
-             options: dict | None = None) -> Estimate:
+             options: dict | None = None, measure: bool = True) -> Estimate:
     """Expected seconds of ``explain(model, clip, method=method, preset=preset, ...)`` (+ its curves).
 
     Args:
         model: the loaded model (its name, input size and registry areas are read; it is not run unless its
             passes are unknown and ``costs`` is not given, in which case they are measured now).
         method: ``step``, ``3d-ep``, ``2d-ep`` or a comparison method of ``attribution.methods.baselines``.
-        preset: ``fast`` or ``paper`` (perturbation methods only).
+        preset: a name of ``step.PRESETS`` (``fast``, ``interactive``, ``paper``; perturbation methods only).
         iterations, areas: as the user set them (None: the preset's and the model's).
         curves: add ``deletion_insertion`` with ``curve_steps`` steps (and the random map's curves).
         compare: several methods run one after the other on the same clip (the Compare button): their
             estimates are summed, each with its curves when ``curves``; ``method`` is then ignored.
         costs: a :class:`PassCost` (default :func:`pass_costs` of the model, measuring when unknown).
-        engine: the engine's figures for the preset (default :func:`engine_costs`, measuring when unknown).
+        engine: the engine's figures for the preset (default :func:`engine_costs`, measuring when unknown and
+            ``measure``; else the documented ``FALLBACK_PER_PIXEL``).
         compiled: whether the engine has compiled its generator in this process already; when False the
             one-off compile is added for perturbation runs that compile. Default: ``step.compiled_once()``.
         options: overrides passed to a comparison method (``steps``, ``samples``, ``window``, ...).
@@ -541,14 +548,15 @@ def estimate(model, method: str, preset: str = "fast", *, iterations: int | None
     if compare:
         parts = [estimate(model, m, preset, iterations=iterations, areas=areas, curves=curves,
                           curve_steps=curve_steps, random_baseline=random_baseline, device=device, costs=costs,
-                          engine=engine, compiled=compiled, options=options) for m in compare]
+                          engine=engine, compiled=compiled, options=options, measure=measure) for m in compare]
         return _sum_estimates(parts, kind, "+".join(compare), preset, _model_name(model))
 
     breakdown: dict = {"prediction": costs.forward(1)}
     passes = {"forward": 1, "backward": 0, "iterations": 0}
     if method in step_mod.METHODS:
         _add_perturbation(breakdown, passes, model, method, preset, iterations=iterations, areas=areas,
-                          shape=shape, costs=costs, engine=engine, device=device, compiled=compiled)
+                          shape=shape, costs=costs, engine=engine, device=device, compiled=compiled,
+                          measure=measure)
     else:
         _add_comparison(breakdown, passes, method, shape, costs, options)
     if curves:
@@ -570,7 +578,7 @@ def _sum_estimates(parts: Sequence[Estimate], kind: str, method: str, preset: st
 
 
 def _add_perturbation(breakdown: dict, passes: dict, model, method: str, preset: str, *, iterations, areas,
-                      shape, costs: PassCost, engine, device, compiled) -> None:
+                      shape, costs: PassCost, engine, device, compiled, measure: bool = True) -> None:
     """Add a perturbation run to breakdown and passes: its expected iterations, each a batched forward+backward
     of the A masks (2·A for ``dual``) plus the engine's per-pixel work, and the one-off compile when due."""
     overrides = {k: v for k, v in dict(iterations=iterations, areas=areas).items() if v is not None}
@@ -579,7 +587,7 @@ def _add_perturbation(breakdown: dict, passes: dict, model, method: str, preset:
     A = len(step_mod.areas_kept(st.areas, st.area_count))   # the masks optimised (interactive keeps 3 at most)
     games = 2 if st.game == "dual" else 1
     chunk = min(st.batch or A * games, A * games)
-    eng = engine if engine is not None else engine_costs(preset, device, measure=True)
+    eng = engine if engine is not None else engine_costs(preset, device, measure=measure)
     per_pixel = eng["per_pixel"] if eng else FALLBACK_PER_PIXEL.get(preset, FALLBACK_PER_PIXEL["paper"])
     T, H, W = shape
     model_s = _batched(costs, A * games, chunk, grad=True)

@@ -408,6 +408,12 @@ def test_a_request_above_the_limit_is_refused_before_it_runs(app, clip, monkeypa
     text = err.value.message
     assert text.startswith("This request would take about") and "limit" in text and "interactive preset" in text
     assert text.count(". ") == 0 and not ran            # one sentence, and nothing ran
+    # the sanity check is held to the same limit, counted over every stage of its cascade
+    from attribution import sanity
+    monkeypatch.setattr(sanity, "sanity_check", lambda *a, **k: ran.append(1))
+    with pytest.raises(gr.Error) as err:
+        app.sanity_clip(clip, "toy", "", ["gradient"], "fast", 0, 0, 0, 0)
+    assert err.value.message.startswith("This request would take about") and not ran
 
 
 def test_the_estimate_follows_the_settings(app):
@@ -423,6 +429,10 @@ def test_the_estimate_follows_the_settings(app):
     fewer = costs.estimate(model, "step", "paper", {"iterations": 100}, True, measure=False).seconds
     both = costs.estimate(model, ["step", "gradient"], "fast", {}, True, measure=False).seconds
     assert fast < paper and fewer < paper and both > fast
+    one = costs.estimate(model, "gradient", "fast", {}, 0, measure=False)
+    cascade = costs.estimate(model, "gradient", "fast", {}, 0, measure=False, repeats=6)   # a 5-layer sanity check
+    assert cascade.seconds == pytest.approx(6 * one.seconds) and cascade.passes["forward"] == 6 * one.passes["forward"]
+    assert costs.window("toy", ["step"], "fast", {}, 0, repeats=6) > costs.window("toy", ["step"], "fast", {}, 0)
 
 
 def test_requirements_for_the_space_and_for_development():

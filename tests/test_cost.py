@@ -152,6 +152,20 @@ def test_estimates_scale():
     assert est("gradient", curves=False).seconds < est("smoothgrad", curves=False).seconds
 
 
+def test_an_estimate_told_not_to_measure_never_times_the_engine(cache, monkeypatch):
+    """The app's live time line and its ZeroGPU window sizer ask with measure=False: an engine not timed yet on
+    this device is then estimated from the documented fallback, not timed (a compile of 10-15 s) on the spot."""
+    def refuse(*a, **k):
+        raise AssertionError("measure_engine ran")
+    monkeypatch.setattr(cost, "measure_engine", refuse)
+    for preset in ("fast", "paper"):
+        guess = cost.estimate(Tiny(), "step", preset, costs=costs(), compiled=True, curves=False, measure=False)
+        per_pixel = {"per_pixel": cost.FALLBACK_PER_PIXEL[preset], "compile": 0.0}
+        assert guess.seconds == pytest.approx(est(preset=preset, curves=False, engine=per_pixel).seconds)
+    with pytest.raises(AssertionError, match="measure_engine ran"):   # the default still times it
+        cost.estimate(Tiny(), "step", "fast", costs=costs(), compiled=True, curves=False)
+
+
 def test_pass_counts_follow_the_methods():
     # occlusion: Captum's forward of the clip plus one per window (4 x 8 x 8 at 8 frames), as the method reports
     assert sum(c for c, _, _ in cost.comparison_passes("occlusion", (8, 32, 32))) == 1 + 4 * 8 * 8

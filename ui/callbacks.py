@@ -47,11 +47,12 @@ class Job:
     event: tuple | None = None
     settings: dict = dataclasses.field(default_factory=dict)
     curve_steps: int = 0
+    repeats: int = 1            # the sanity check explains the clip once per stage of its cascade
     what: str = "explaining the clip"   # the error message's "while ..."
 
 
 def _gpu_seconds(job: Job, *rest) -> int:
-    return costs.window(job.model, job.methods, job.preset, job.settings, job.curve_steps)
+    return costs.window(job.model, job.methods, job.preset, job.settings, job.curve_steps, job.repeats)
 
 
 def _progress(progress):
@@ -228,7 +229,9 @@ def sanity_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, methods=N
     path, m, v, _ = inputs.load(video, model, start, end, progress)
     job = Job(model or DEFAULT_MODEL, v, names, compare="sanity", target=inputs.parse_target(target),
               preset=preset or DEFAULT_PRESET, seed=seed, what="checking the methods",
-              settings=_engine_settings({"iterations": iterations} if iterations else {}))
+              settings=_engine_settings({"iterations": iterations} if iterations else {}),
+              repeats=len(sanity.layer_groups(m)) + 1)
+    costs.refuse_if_too_long(m, job.model, names, job.preset, job.settings, 0, repeats=job.repeats)
     report = _run(job, progress, cancel)
     report.source["path"] = Path(path).name
     with files.request_folder() as req:

@@ -32,6 +32,9 @@ def measure_in_background(model) -> None:
         with MODEL_LOCK:
             try:
                 cost.pass_costs(model)
+                # the default preset's engine figures (a fraction of a second: it does not compile); other
+                # presets' are timed before their first request, or estimated from the documented fallback
+                cost.engine_costs(config.DEFAULT_PRESET, model.device)
             except Exception as e:  # noqa: BLE001 - no estimate is better than a crashed thread
                 log.warning("could not time the passes of %s: %s", model.name, e)
     threading.Thread(target=work, name="cost-measurement", daemon=True).start()
@@ -42,28 +45,31 @@ def steps_for(curves, paper_curves=False) -> int:
     return 0 if not curves else config.PAPER_CURVE_STEPS if paper_curves else config.CURVE_STEPS
 
 
-def estimate(model, method_or_methods, preset, overrides: dict, curve_steps: int, measure: bool):
-    """The cost model's estimate of a request, or None when the model's passes are not timed yet."""
+def estimate(model, method_or_methods, preset, overrides: dict, curve_steps: int, measure: bool, repeats: int = 1):
+    """The cost model's estimate of a request, or None when the model's passes are not timed yet. ``repeats``:
+    the request runs that many times over (the sanity check: once per stage of its cascade)."""
     costs = cost.pass_costs(model, measure=measure)
     if costs is None:
         return None
     compare = method_or_methods if isinstance(method_or_methods, (list, tuple)) else None
     try:
-        return cost.estimate(model, compare[0] if compare else method_or_methods, preset or config.DEFAULT_PRESET,
-                             iterations=overrides.get("iterations"), areas=overrides.get("areas"),
-                             curves=bool(curve_steps), curve_steps=curve_steps or config.CURVE_STEPS, compare=compare,
-                             costs=costs,
-                             engine=cost.engine_costs(preset or config.DEFAULT_PRESET, model.device, measure=False))
+        one = cost.estimate(model, compare[0] if compare else method_or_methods, preset or config.DEFAULT_PRESET,
+                            iterations=overrides.get("iterations"), areas=overrides.get("areas"),
+                            curves=bool(curve_steps), curve_steps=curve_steps or config.CURVE_STEPS, compare=compare,
+                            costs=costs, measure=measure)
+        return cost.repeated(one, repeats)
     except (ValueError, ExplorerError):  # an unknown method or setting: explain() says so in its own words
         return None
 
 
-def refuse_if_too_long(model, model_key: str, method_or_methods, preset, overrides: dict, curve_steps: int):
+def refuse_if_too_long(model, model_key: str, method_or_methods, preset, overrides: dict, curve_steps: int,
+                       repeats: int = 1):
     """Refuse, before anything runs, a request the cost model puts above the limit (one sentence).
 
     On ZeroGPU the passes cannot be timed outside the GPU window, so only figures already known count there."""
     with MODEL_LOCK:
-        est = estimate(model, method_or_methods, preset, overrides, curve_steps, measure=not ON_ZEROGPU)
+        est = estimate(model, method_or_methods, preset, overrides, curve_steps, measure=not ON_ZEROGPU,
+                       repeats=repeats)
     if est is None:
         return None
     name = "+".join(method_or_methods) if isinstance(method_or_methods, (list, tuple)) else method_or_methods
@@ -103,30 +109,22 @@ def cost_markdown(model_name: str, methods, preset: str = config.DEFAULT_PRESET,
     return f"<small>**Expected time:** {est.words()}.{' ' + over if over else ''}</small>"
 
 
-def window(model_name, methods, preset, overrides: dict, curve_steps: int) -> int:
+def window(model_name, methods, preset, overrides: dict, curve_steps: int, repeats: int = 1) -> int:
     """ZeroGPU seconds to reserve: the cost model's estimate with a margin once the model's GPU passes are
     known (timed in an earlier window), else a default by preset (the paper preset runs 1200 iterations, fast a
     few hundred); at most ``VAE_GPU_SECONDS_CAP`` so that one request does not spend a visitor's daily quota."""
     est = None
     try:
         est = estimate(load_model(model_name), methods if len(methods) > 1 else methods[0], preset, overrides,
-                        curve_steps, measure=False)
-    except Exception:  # noqa: BLE001 - no figures yet (or no GPU name outside the window): the defaults
-        pass
+                        curve_steps, measure=False, repeats=repeats)
+    except Exception as e:  # noqa: BLE001 - no figures yet (or no GPU name outside the window): the defaults
+        log.info("no estimate for the GPU window of %s (%s: %s); reserving the default", model_name,
+                 type(e).__name__, e)
     if est is not None:
         want = 1.5 * est.seconds + 10
     else:
-        want = sum(60 if preset == "paper" and m in perturbation_methods() else 20 for m in methods)
+        want = repeats * sum(60 if preset == "paper" and m in perturbation_methods() else 20 for m in methods)
     return int(min(config.GPU_CAP, max(15, want)))
-
-
-def gpu_seconds(model_name, video, target, method, preset, seed, event, overrides, curve_steps, *rest) -> int:
-    return window(model_name, [method], preset, overrides, curve_steps)
-
-
-def gpu_seconds_compare(model_name, video, target, methods, preset, seed, event, iterations, curve_steps,
-                         *rest) -> int:
-    return window(model_name, list(methods), preset, {"iterations": iterations or None}, curve_steps)
 
 
 def example_fits(model_name: str) -> bool:
@@ -136,7 +134,8 @@ def example_fits(model_name: str) -> bool:
     on_gpu = ON_ZEROGPU or config.HARDWARE["device"].startswith("cuda")
     try:
         if model_name in {n for n, _, _ in cached_models()}:
-            est = estimate(load_model(model_name), config.DEFAULT_METHOD, config.DEFAULT_PRESET, {}, True, measure=False)
+            est = estimate(load_model(model_name), config.DEFAULT_METHOD, config.DEFAULT_PRESET, {},
+                           config.CURVE_STEPS, measure=False)
             if est is not None:
                 return est.seconds <= config.EXAMPLE_SECONDS
         return model_name == config.DEFAULT_MODEL or on_gpu
