@@ -63,6 +63,24 @@ def test_each_method_returns_a_map_in_unit_range_and_leaves_the_model_untouched(
     assert torch.equal(clip, before)
 
 
+@pytest.mark.parametrize("name", ["occlusion", "integrated-gradients", "smoothgrad"])
+def test_stop_ends_a_many_pass_method_between_its_model_calls(name):
+    """Stop (a cancel that becomes set) ends occlusion, IG and SmoothGrad at their next model call, not after
+    their last one: the model runs a few batches of one clip, not all of them."""
+    from attribution.errors import Cancelled
+    model, (clip, _) = _fresh_toy(), _clip()
+    calls = []
+    real = model.forward
+    model.forward = lambda x: calls.append(x.shape[0]) or real(x)
+    checks = []
+    cancel = lambda: checks.append(1) or len(checks) > 3   # noqa: E731 - set once three calls have started
+    one = {"occlusion": dict(window=(3, 4, 16, 16), batch_size=1), "integrated-gradients": dict(steps=16,
+           internal_batch_size=1), "smoothgrad": dict(samples=16, batch_size=1)}[name]
+    with pytest.raises(Cancelled):
+        _call(name, model, clip, 1, cancel=cancel, **one)
+    assert 1 <= len(calls) <= 3            # of 64 windows / 16 points / 16 samples, each its own model call
+
+
 def test_methods_are_seeded():
     model = _fresh_toy()
     clip, _ = _clip()

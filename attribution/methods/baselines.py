@@ -22,7 +22,6 @@ import contextlib
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion,
@@ -39,6 +38,7 @@ IG_STEPS = 25           # Integrated Gradients steps in the authors' run_all.py 
 SG_SAMPLES = 25         # SmoothGrad samples (§9)
 SG_NOISE = 0.15         # SmoothGrad noise std as a fraction of the clip's value range (§9)
 GRAD_BATCH_BYTES = 32 * 2 ** 20  # input clips per forward+backward batch (activations scale with it)
+OCCLUSION_BATCH_BYTES = 64 * 2 ** 20   # occluded clips per forward batch (no backward: twice the gradients')
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -70,12 +70,17 @@ def scale_max(a: torch.Tensor) -> torch.Tensor:
     return (a / m).cpu() if float(m) > 0 else torch.zeros_like(a).cpu()
 
 
-def _forward(model, output: str) -> Callable:
-    if output == "probability":
-        return lambda x: model(x).float().softmax(-1)
-    if output == "logit":
-        return lambda x: model(x).float()
-    raise InputError(f"output must be 'probability' or 'logit', not {output!r}")
+def _forward(model, output: str, cancel=None) -> Callable:
+    """The function Captum attributes: the model's probabilities or logits, checking ``cancel`` before every
+    model call, so that Stop ends a many-pass method (occlusion, IG, SmoothGrad) within one batch."""
+    if output not in ("probability", "logit"):
+        raise InputError(f"output must be 'probability' or 'logit', not {output!r}")
+
+    def forward(x):
+        check_cancel(cancel)
+        y = model(x).float()
+        return y.softmax(-1) if output == "probability" else y
+    return forward
 
 
 def _report(progress, done: int, total: int, stage: str) -> None:
@@ -122,7 +127,7 @@ def gradient(model, clip, target, *, seed=0, cancel=None, output: str = "probabi
 
     Options: ``output`` "probability" (default, as the authors) or "logit". One forward+backward.
     """
-    attr = Saliency(_forward(model, output)).attribute(clip.clone().requires_grad_(), target=target, abs=True)
+    attr = Saliency(_forward(model, output, cancel)).attribute(clip.clone().requires_grad_(), target=target, abs=True)
     return scale_percentile(attr[0]), {"settings": {"output": output}, "evaluations": 1}
 
 
@@ -136,7 +141,7 @@ def integrated_gradients(model, clip, target, *, seed=0, cancel=None, steps: int
     normalised −1.8952/−1.7822/−1.7349 is black), ``steps`` = 25 points of Captum's ``integration`` rule,
     evaluated ``internal_batch_size`` clips at a time (default: as many as fit in 32 MiB of input).
     """
-    ig = IntegratedGradients(_forward(model, output))
+    ig = IntegratedGradients(_forward(model, output, cancel))
     batch = batch_for_bytes(clip, internal_batch_size, GRAD_BATCH_BYTES, cap=steps)
     attr = ig.attribute(clip.clone().requires_grad_(), baselines=torch.zeros_like(clip), target=target,
                         n_steps=int(steps), method=integration, internal_batch_size=batch)
@@ -158,7 +163,7 @@ def smoothgrad(model, clip, target, *, seed=0, cancel=None, samples: int = SG_SA
         raise InputError(f"variant must be 'smoothgrad' or 'smoothgrad_sq', not {variant!r}")
     std = float(noise) * float(clip.max() - clip.min())
     batch = batch_for_bytes(clip, batch_size, GRAD_BATCH_BYTES, cap=samples)
-    attr = NoiseTunnel(Saliency(_forward(model, output))).attribute(
+    attr = NoiseTunnel(Saliency(_forward(model, output, cancel))).attribute(
         clip.clone().requires_grad_(), nt_type=variant, nt_samples=int(samples), nt_samples_batch_size=batch,
         stdevs=std, target=target, abs=False)
     return scale_percentile(attr[0]), {
@@ -240,7 +245,7 @@ def gradcam(model, clip, target, *, seed=0, cancel=None, layer: str | None = Non
         captum_layer = probe if cache.get("grid") is not None else target_layer
         if captum_layer is target_layer:
             handle.remove()
-        cam = LayerGradCam(_forward(model, output), captum_layer).attribute(
+        cam = LayerGradCam(_forward(model, output, cancel), captum_layer).attribute(
             clip.clone().requires_grad_(), target=target, relu_attributions=True)
     finally:
         handle.remove()
@@ -261,6 +266,25 @@ def gradcam(model, clip, target, *, seed=0, cancel=None, layer: str | None = Non
 
 
 # ------------------------------------------------------------------------------------------- occlusion
+def occlusion_plan(shape, window: tuple | None = None, strides: tuple | None = None,
+                   batch_size: int | None = None) -> tuple[tuple, tuple, int, int]:
+    """(window, strides, windows, batch) of :func:`occlusion` on a (T, H, W) clip: the checked window and strides
+    over (C,T,H,W), how many windows they make (its model passes) and how many go in one forward (what the cost
+    model counts, attribution/cost.py)."""
+    T, H, W = (int(v) for v in shape)
+    window = tuple(int(v) for v in (window or (3, min(2, T), max(1, H // 8), max(1, W // 8))))
+    strides = tuple(int(v) for v in (strides or window))
+    if len(window) != 4 or len(strides) != 4 or window[0] != 3:
+        raise InputError("occlusion window and strides are 4 numbers over (C,T,H,W), with C = 3, "
+                         f"e.g. (3, 2, {H // 8}, {W // 8}); got {window} and {strides}.")
+    if any(s > w for s, w in zip(strides[1:], window[1:])) or any(w > d for w, d in zip(window[1:], (T, H, W))):
+        raise InputError(f"occlusion windows {window} must fit the clip (3,{T},{H},{W}) and not be smaller "
+                         f"than the strides {strides}.")
+    counts = [math.ceil((d - w) / s) + 1 for d, w, s in zip((T, H, W), window[1:], strides[1:])]
+    batch = batch_for_bytes(3 * T * H * W * 4, batch_size, OCCLUSION_BATCH_BYTES)
+    return window, strides, int(math.prod(counts)), batch
+
+
 @_method("occlusion", "Occlusion (sliding 3-D box)", "Occlusion", "occlusion")
 def occlusion(model, clip, target, *, seed=0, cancel=None, window: tuple | None = None,
               strides: tuple | None = None, substrate: str = "blur", output: str = "probability",
@@ -274,22 +298,10 @@ def occlusion(model, clip, target, *, seed=0, cancel=None, window: tuple | None 
     evaluations at 16 frames (pass ``strides=(3, 2, H/16, W/16)`` for half-overlapping, smoother maps at
     3.5 x the cost).
     """
-    _, _, T, H, W = clip.shape
-    window = tuple(int(v) for v in (window or (3, min(2, T), max(1, H // 8), max(1, W // 8))))
-    strides = tuple(int(v) for v in (strides or window))
-    if len(window) != 4 or len(strides) != 4 or window[0] != 3:
-        raise InputError("occlusion window and strides are 4 numbers over (C,T,H,W), with C = 3, "
-                         f"e.g. (3, 2, {H // 8}, {W // 8}); got {window} and {strides}.")
-    if any(s > w for s, w in zip(strides[1:], window[1:])) or any(w > d for w, d in zip(window[1:], (T, H, W))):
-        raise InputError(f"occlusion windows {window} must fit the clip (3,{T},{H},{W}) and not be smaller "
-                         f"than the strides {strides}.")
+    window, strides, n, batch = occlusion_plan(clip.shape[2:], window, strides, batch_size)
     with torch.no_grad():
         base = substrate_clip(model, clip, substrate)
-    counts = [math.ceil((d - w) / s) + 1 for d, w, s in zip((T, H, W), window[1:], strides[1:])]
-    n = int(np.prod(counts))
-    batch = batch_size or max(1, min(256, int(64 * 2 ** 20 // (clip[0].numel() * 4))))
-    with torch.no_grad():
-        attr = Occlusion(_forward(model, output)).attribute(
+        attr = Occlusion(_forward(model, output, cancel)).attribute(
             clip, sliding_window_shapes=window, strides=strides, baselines=base, target=target,
             perturbations_per_eval=int(batch))
     return scale_max(attr[0].mean(0)), {
