@@ -129,8 +129,9 @@ class Comparison:
             row = {self.by: self.name_of(e)}
             if self.by == "target":
                 row["probability"] = round(e.probability, 3)
-            row.update({"deletion AUC ↓": round(e.curves.auc_deletion, 3),
-                        "insertion AUC ↑": round(e.curves.auc_insertion, 3),
+            c = e.curves   # None for a comparison made without curves (curve_steps=0): the maps only
+            row.update({"deletion AUC ↓": round(c.auc_deletion, 3) if c is not None else None,
+                        "insertion AUC ↑": round(c.auc_insertion, 3) if c is not None else None,
                         "time (s)": round(e.timings["attribution"], 2), "peak frame": e.peak_frame + 1})
             rows.append(row)
         rd, ri = self.random_aucs()
@@ -161,7 +162,7 @@ class Comparison:
             {"model": e.model_name, "by": self.by, "methods": self.methods,
              "targets": [x.target for x in self.explanations], "labels": [x.label for x in self.explanations],
              "preset": e.preset, "seed": e.seed,
-             "clip": e.source.get("path"), "curve_steps": e.curves.steps, "rows": rows}, indent=1,
+             "clip": e.source.get("path"), "curve_steps": e.curves.steps if e.curves is not None else 0, "rows": rows}, indent=1,
             default=json_default))
         return d
 

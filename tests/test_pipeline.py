@@ -76,6 +76,11 @@ def test_comparison_of_methods_saves_its_table_and_maps(model, item, tmp_path):
     saved = json.loads((out / "comparison.json").read_text())
     assert saved["rows"] == rows and saved["by"] == "method" and saved["curve_steps"] == 8
     assert {p.name for p in out.iterdir()} >= {"comparison.png", "comparison.csv", "saliency_gradient.npz"}
+    # without curves: the maps side by side, the table with empty AUC cells
+    bare = pipeline.compare(model, item.frames, ["gradient", "frame-difference"], target=item.label, curve_steps=0)
+    assert [r["deletion AUC ↓"] for r in bare.rows()] == [None, None] and bare.random_aucs() == (None, None)
+    saved = json.loads((bare.save(tmp_path / "bare") / "comparison.json").read_text())
+    assert saved["curve_steps"] == 0 and len(saved["rows"]) == 2
 
 
 def test_comparison_of_classes_explains_the_top_k(model, item):
