@@ -140,12 +140,16 @@ def merge_results(out_dir) -> Path:
         if old is None or row.get("status") == "ok" or old.get("status") != "ok":
             best[row["id"]] = row
     tmp = d / f".{RESULTS}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for key in sorted(best):
-            f.write(json.dumps(best[key], default=json_default) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, d / RESULTS)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for key in sorted(best):
+                f.write(json.dumps(best[key], default=json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, d / RESULTS)
+    except BaseException:
+        tmp.unlink(missing_ok=True)   # the rank files are still there: the merge can run again
+        raise
     for f in d.glob("results-rank*.jsonl"):
         f.unlink()
     return d / RESULTS

@@ -601,6 +601,7 @@ def write_video(frames, path, fps=8, crf=18):
         raise InputError(f"fps must be a positive number, got {fps!r}.")
 
     _require_av()
+    created = not os.path.lexists(path)
     try:
         with av.open(os.fspath(path), "w", format="mp4", options={"movflags": "faststart"}) as container:
             stream = container.add_stream("libx264", rate=rate)
@@ -615,6 +616,8 @@ def write_video(frames, path, fps=8, crf=18):
                 container.mux(stream.encode(frame))
             container.mux(stream.encode())
     except (av.error.FFmpegError, OSError) as e:
+        if created and os.path.isfile(path):   # the half-written file this call made: leave nothing behind
+            os.unlink(path)
         raise VideoError(f"The video could not be written to '{_name(path)}' ({_reason(e)}): check that "
                          "the folder exists and is writable.") from e
     return path

@@ -203,5 +203,3 @@ def augment(x, gen):
         x[blur] = xb
     return x.clamp(0, 1)
 
-
-_augment, _background, _hsv_to_rgb = augment, background, hsv_to_rgb  # old names (model_zoo/groundtruth.py)

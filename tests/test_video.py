@@ -100,6 +100,29 @@ def test_write_video_pads_odd_size_by_edge_replication(tmp_path):
     assert _mae(v.frames[:, :, -1], v.frames[:, :, -2]) < 3.0
 
 
+def test_write_video_that_fails_midway_leaves_no_broken_file(tmp_path, monkeypatch):
+    """An error while encoding (a full disk, say) is one sentence, and the half-written mp4 is removed; a file
+    that could not even be opened is not touched."""
+    from attribution.errors import VideoError
+    real, calls = video_module.av.VideoFrame.from_ndarray, []
+
+    def full_disk(*a, **k):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError(28, "No space left on device")
+        return real(*a, **k)
+    monkeypatch.setattr(video_module.av.VideoFrame, "from_ndarray", full_disk)
+    with pytest.raises(VideoError, match="could not be written"):
+        write_video(np.zeros((6, 16, 16, 3), np.uint8), tmp_path / "half.mp4")
+    assert calls and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    with pytest.raises(VideoError):
+        write_video(np.zeros((2, 16, 16, 3), np.uint8), folder)
+    assert folder.is_dir()
+
+
 def test_write_video_accepts_gray_and_fractional_fps_and_rejects_floats(tmp_path):
     gray = _squares(3, 32, 32)[..., 0]
     out = write_video(gray, tmp_path / "gray.mp4", fps=30000 / 1001)
