@@ -11,7 +11,7 @@ import time
 
 from attribution.errors import ExplorerError, InputError
 from attribution.methods import available_methods
-from attribution.methods.perturbation import parse_areas
+from attribution.methods.perturbation import areas_argument
 from attribution.pipeline import PAPER_CURVE_STEPS
 from attribution.step import GAMES, PERTURBATIONS, PRECISIONS, PRESETS
 
@@ -28,13 +28,6 @@ def _engine_args(p) -> None:
                         "fp16 below, fp32 on the CPU), or force fp32 / bf16 / fp16")
 
 
-def _areas(text: str) -> list[float]:
-    try:
-        return parse_areas(text)
-    except InputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _run_args(p, device_help: str) -> None:
     """What ``explain`` and ``batch`` share: model, output, method, preset, target, seed, settings, trim, curves."""
     p.add_argument("--model", default="toy", help="registry name (see 'models'), HF folder/repo id or "
@@ -46,7 +39,7 @@ def _run_args(p, device_help: str) -> None:
     p.add_argument("--device", default=None, help=device_help)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
-    p.add_argument("--areas", type=_areas, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
+    p.add_argument("--areas", type=areas_argument, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
     p.add_argument("--start", type=float, default=None, help="start of the part to explain, seconds")
     p.add_argument("--end", type=float, default=None, help="end of the part to explain, seconds")
     p.add_argument("--curves", action="store_true", help="also measure deletion/insertion curves (with a random map)")
@@ -158,14 +151,12 @@ def _summary_line(a, model, exp, out, seconds) -> dict:
 
 
 def cmd_explain(a) -> int:
-    import torch
     from pathlib import Path
 
     from attribution import load_clip, pipeline
     from model_zoo import load_model
 
     t0 = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model = load_model(a.model, device=a.device)
     video = load_clip(a.clip, model, start=a.start, end=a.end)
     target = _targets(a, model, video)

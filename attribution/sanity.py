@@ -33,6 +33,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from attribution.common import should_cancel
+
 MIN_STAGES = 5          # split the top-level blocks until there are at least this many layers ...
 MAX_STAGES = 12         # ... but never more than this many (a long block list is cut into contiguous chunks)
 TRUNK = 2 / 3           # a block holding more than this share of the parameters is split too (a transformer's encoder)
@@ -367,10 +369,6 @@ def _perturbation_methods() -> tuple:
         return tuple(step.METHODS)
 
 
-def _cancelled(cancel) -> bool:
-    return cancel is not None and bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
-
-
 def sanity_check(model, clip, methods: Sequence[str], *, target=None, seed: int = 0, stages=None,
                  preset: str = "fast", method_settings: dict | None = None, keep_maps: bool = True,
                  progress: Callable | None = None, cancel=None, **settings) -> SanityReport:
@@ -416,7 +414,7 @@ def sanity_check(model, clip, methods: Sequence[str], *, target=None, seed: int 
         if k:
             randomise(work, layers[k - 1], seed=int(seed) * 1009 + k)
         for m in methods:
-            if _cancelled(cancel):
+            if should_cancel(cancel):
                 from attribution import Cancelled
                 raise Cancelled("The sanity check was cancelled.")
             exp = explain(work, clip, target=tgt, method=m, preset=preset, seed=seed, cancel=cancel, **per[m])
@@ -443,24 +441,20 @@ def sanity_check(model, clip, methods: Sequence[str], *, target=None, seed: int 
 
 
 # ----------------------------------------------------------------------------------------------- command
-def _areas(text: str) -> list[float]:
-    try:
-        return [float(a) for a in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"areas must be numbers such as 0.05,0.1; got {text!r}") from None
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``python -m attribution sanity CLIP ...``."""
+    from attribution.methods.perturbation import areas_argument
+    from attribution.step import PRESETS
     p.add_argument("clip", help="video file")
     p.add_argument("--model", default="toy", help="registry name, HF folder/repo id or TorchScript file "
                                                    "(default: toy, offline)")
     p.add_argument("--methods", nargs="+", default=None, help="methods to check (default: every method)")
     p.add_argument("--target", default=None, help="class index or label name (default: the model's top-1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="fast", choices=["fast", "paper"])
+    p.add_argument("--preset", default="fast", choices=list(PRESETS))
     p.add_argument("--iterations", type=int, default=None, help="perturbation methods: iterations")
-    p.add_argument("--areas", type=_areas, default=None, help="perturbation methods: mask areas, e.g. 0.02,0.05")
+    p.add_argument("--areas", type=areas_argument, default=None,
+                   help="perturbation methods: mask areas, e.g. 0.02,0.05")
     p.add_argument("--stages", type=int, default=None,
                    help=f"how many layers to randomise one after the other (default: the top-level blocks, "
                         f"{MIN_STAGES} to {MAX_STAGES})")

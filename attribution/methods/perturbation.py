@@ -91,3 +91,12 @@ def parse_areas(text) -> list[float] | None:
         raise InputError(f"Areas must be fractions between 0 and 1 separated by commas, such as "
                          f"'0.02, 0.05, 0.1'; got {text!r}.")
     return areas
+
+
+def areas_argument(text: str) -> list[float] | None:
+    """:func:`parse_areas` as an argparse ``type`` (the CLI's ``--areas``): its sentence becomes argparse's error."""
+    import argparse
+    try:
+        return parse_areas(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
