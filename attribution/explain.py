@@ -36,7 +36,7 @@ class Explanation:
     preset: str | None
     settings: dict
     seed: int
-    timings: dict                   # seconds: prepare, predict, optimise, total
+    timings: dict                   # seconds: prepare, predict, attribution, total
     masks: np.ndarray | None = None          # (A,T,H,W) per-area masks (perturbation methods)
     areas: list | None = None
     area_temporal: np.ndarray | None = None  # (A,T) per-frame mean of each area's mask
@@ -225,7 +225,8 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
             (in one optimisation batch for the perturbation methods) and returns a list of Explanations.
         method: ``step`` (the paper), ``3d-ep``, ``2d-ep``, or a comparison method (see
             :func:`available_methods`).
-        preset: ``fast`` (default, ours) or ``paper`` (the authors' schedule) for perturbation methods.
+        preset: for perturbation methods, ``fast`` (default here), ``interactive`` (99 model passes, the app's
+            default) or ``paper`` (the authors' schedule); docs/method.md §7.
         device: where to run; default the model's device (the GPU when the model was loaded there).
         seed: the same inputs and seed give the same map.
         progress: ``progress(done, total, info)``, called as the optimisation advances.

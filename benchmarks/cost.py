@@ -18,9 +18,11 @@ estimate. Without it the paper preset runs in full.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -132,6 +134,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix="vae-cost-")
+    atexit.register(shutil.rmtree, tmp, True)   # the figures measured now live there for this run only
     os.environ[cost.CACHE_ENV] = str(Path(tmp) / "cost.json")   # measured now, in this run
     out = {"device": cost.describe_device("cpu"), "torch": torch.__version__, "python": platform.python_version(),
            "threads": torch.get_num_threads(), "paper_iterations": args.paper_iterations,

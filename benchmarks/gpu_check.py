@@ -20,11 +20,12 @@ Every check runs even when an earlier one failed, and each is reported with its 
 4. **Speed** (``--speed``, default on): ``speed.py --quick`` on the device (engine overhead per preset on the
    toy, X3D-XS and VideoMAE-B, where the time of an iteration goes on the toy) and seconds per clip for each
    preset, fp32 against the automatic precision, on ``--clip-models`` (default VideoMAE-B 16 x 224, X3D-M and
-   SlowFast-R50, random weights): README "Performance on a GPU".
+   SlowFast-R50, random weights): README "Speed" (its GPU paragraph under "Overhead, fast against paper,
+   scaling").
 
 Imports torch, the engine and the model zoo only (transformers for VideoMAE, pytorchvideo for X3D / SlowFast,
 captum for the engine's comparison methods): on a GPU machine without them, install their wheels first
-(README "Performance on a GPU" gives the two commands).
+(README "Speed" gives the two commands).
 """
 from __future__ import annotations
 
