@@ -346,6 +346,15 @@ def table(summary: dict, header: dict) -> str:
     return "\n".join(lines)
 
 
+def row_threads(rows: list[dict]) -> dict:
+    """How many rows each CPU thread count computed ("unrecorded" for rows from before rows kept it)."""
+    count: dict = {}
+    for r in rows:
+        key = str(r.get("threads", "unrecorded"))
+        count[key] = count.get(key, 0) + 1
+    return dict(sorted(count.items()))
+
+
 def record(path, row: dict, label: str) -> None:
     """Append a (method, clip) result to the JSONL file and log it on one line."""
     append_line(path, row)
@@ -424,6 +433,7 @@ def main(argv=None) -> int:
     for i, name in todo:
         row = run_one(model, items[i], i, name, a.steps, a.unit, a.substrate, a.seed, tolerance=tolerance,
                       reading=reading)
+        row["threads"] = a.threads   # the run that computed the row (a --report run only reads it)
         rows.append(row)
         record(path, row, name)
     if shards > 1:
@@ -434,7 +444,7 @@ def main(argv=None) -> int:
     summary = summarise(rows, methods)
     acc = accuracy(rows)
     header = {"clips": n, "accuracy": acc, "steps": a.steps, "unit": a.unit, "substrate": a.substrate,
-              "device": a.device, "threads": a.threads, "seed": a.seed, "clip_seed": SEED,
+              "device": a.device, "threads": row_threads(rows), "seed": a.seed, "clip_seed": SEED,
               "wall_seconds": round(time.perf_counter() - t_start, 1),
               "presets": {m: METHODS[m][1] for m in methods}}
     if a.model != "toy":

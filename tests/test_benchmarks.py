@@ -297,8 +297,12 @@ def test_quality_scores_a_tubelet_model_on_the_frames_it_reads_too(tmp_path, cap
         assert both == pytest.approx(row["pointing_game"])
     assert "Pointing game on the evidence frames the model reads (clips scored there): random" in \
         capsys.readouterr().out
-    assert quality.main(args + ["--report"]) == 0           # the report reads them back without recomputing
+    assert row["threads"] == 1                               # the computing run's thread count, kept per row
+    summary = tmp_path / "s.json"
+    # the report reads them back without recomputing, and counts the rows by the threads that computed them
+    assert quality.main(args[:-4] + ["--threads", "2", "--jsonl", str(jsonl), "--report", "--json", str(summary)]) == 0
     assert len(jsonl.read_text().splitlines()) == 1
+    assert json.loads(summary.read_text())["settings"]["threads"] == {"1": 1}
     # a row from before the frames-read scores is kept as it is, unless --rescore runs it again
     old = {k: v for k, v in row.items() if k not in ("pointing_game_read", "pointing_game_unread",
                                                       "mass_in_tube_read", "read", "tubelet")}
