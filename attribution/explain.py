@@ -227,7 +227,8 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
             :func:`available_methods`).
         preset: for perturbation methods, ``fast`` (default here), ``interactive`` (99 model passes, the app's
             default) or ``paper`` (the authors' schedule); docs/method.md §7.
-        device: where to run; default the model's device (the GPU when the model was loaded there).
+        device: where to run; default the model's device (the GPU when the model was loaded there). Another
+            device moves ``model`` there (``nn.Module.to`` moves it in place) and it stays there afterwards.
         seed: the same inputs and seed give the same map.
         progress: ``progress(done, total, info)``, called as the optimisation advances.
         cancel: ``threading.Event`` or callable; when set, raises ``step.Cancelled``.
