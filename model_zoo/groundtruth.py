@@ -483,9 +483,13 @@ def train(name: str, steps: int, batch: int, lr: float, seed: int = 0, warmup: i
     def save(step):
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "step": step, "history": history, "config": config}, tmp)
-        os.replace(tmp, ckpt)
+        try:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "step": step, "history": history, "config": config}, tmp)
+            os.replace(tmp, ckpt)
+        except BaseException:
+            tmp.unlink(missing_ok=True)   # the previous checkpoint stays as it was
+            raise
 
     t0 = last_save = time.time()
     end = min(steps, stop or steps)   # the schedule is the one of ``steps``, cut at ``stop``
@@ -555,6 +559,7 @@ def main(argv=None):
     ev.add_argument("-n", type=int, default=200)
     ev.add_argument("--seed", type=int, default=7)
     ev.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ev.add_argument("--json", default=None, metavar="PATH", help="also write the figures to this file")
     ex = sub.add_parser("examples", help="write one clip per class as mp4 into examples/, with ground truth")
     ex.add_argument("--model", required=True, choices=sorted(GEOMETRY))
     ex.add_argument("--out", default=str(Path(__file__).parents[1] / "examples"))
@@ -572,9 +577,13 @@ def main(argv=None):
         model = wrap(entry, entry.build(entry, True)).eval()
         frames, size = GEOMETRY[a.model]
         clips = generate(min(a.n, 50), seed=31, frames=frames, size=size)
-        print(json.dumps({"model": a.model, "accuracy": evaluate(model, a.n, a.seed), "n": a.n, "seed": a.seed,
-                          "confinement": confinement(model, clips), "frames_read": frames_read(model, clips),
-                          "low_level_floor": low_level_floor(clips)}))
+        res = {"model": a.model, "accuracy": evaluate(model, a.n, a.seed), "n": a.n, "seed": a.seed,
+               "confinement": confinement(model, clips), "frames_read": frames_read(model, clips),
+               "low_level_floor": low_level_floor(clips), "threads": a.threads}
+        print(json.dumps(res))
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
     elif a.cmd == "examples":
         write_examples(a.model, a.out)
 
