@@ -135,7 +135,19 @@ MUTATIONS = [
     Mutation("adapter-layout-reshaped", "BTCHW made by a reshape instead of a permutation", "model_zoo/classifier.py",
              (("x = x.permute(0, 2, 1, 3, 4)", "x = x.reshape(x.shape[0], x.shape[2], x.shape[1], *x.shape[3:])"),),
              ("tests/test_toy.py::test_adapter_normalises_and_lays_out_the_clip",)),
+    Mutation("stop-waits-for-captum", "Stop is checked only before and after a comparison method, not between "
+             "its model calls", "attribution/methods/baselines.py",
+             (("    def forward(x):\n        check_cancel(cancel)\n", "    def forward(x):\n"),),
+             ("tests/test_baselines.py::test_stop_ends_a_many_pass_method_between_its_model_calls",)),
     # ---- the app
+    Mutation("estimate-times-the-engine", "an estimate asked not to measure times the engine anyway (a compile "
+             "beside the request)", "attribution/cost.py",
+             (("engine_costs(preset, device, measure=measure)", "engine_costs(preset, device, measure=True)"),),
+             ("tests/test_cost.py::test_an_estimate_told_not_to_measure_never_times_the_engine",)),
+    Mutation("sanity-never-refused", "the sanity check runs whatever its estimate", "ui/callbacks.py",
+             (("    costs.refuse_if_too_long(m, job.model, names, job.preset, job.settings, 0, repeats=job.repeats)\n",
+               ""),),
+             ("tests/test_app.py::test_a_request_above_the_limit_is_refused_before_it_runs",)),
     Mutation("predict-own-group", "/predict leaves the model's concurrency group (runs beside /explain)", "app.py",
              (('api_name="predict",\n                     **model_group)',
                'api_name="predict",\n                     concurrency_limit=CONCURRENCY)'),),
