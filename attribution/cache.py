@@ -247,13 +247,12 @@ def resolved_settings(model, method: str, preset, settings: dict) -> dict:
     the method's defaults applied (``explain``'s own resolution); for the others the options as given."""
     given = {k: v for k, v in settings.items() if v is not None}
     if method in _perturbation_methods():
-        import importlib
-        make = getattr(importlib.import_module("attribution.explain"), "make_settings", None)  # public there
-        if make is not None:
-            try:
-                return {"resolved": dataclasses.asdict(make(model, method, preset, given))}
-            except Exception:  # explain raises the same error with its sentence; the key need not
-                pass
+        from attribution.errors import ExplorerError
+        from attribution.methods.perturbation import make_settings
+        try:
+            return {"resolved": dataclasses.asdict(make_settings(model, method, preset, given))}
+        except (ExplorerError, TypeError, ValueError):  # explain raises the same error with its sentence, and
+            pass                                        # nothing is cached: the key need not
     return {"given": given}
 
 

@@ -310,3 +310,17 @@ def test_clear_info_the_command_and_the_switch_off(model, frames, tmp_path, monk
     off = ResultCache()
     assert not off.enabled and off.put("f" * 64, exp) is None and off.get("f" * 64) is None
     assert cached_explain(off, model, frames, method="gradient").source.get("cache") is None
+
+
+def test_a_perturbation_key_holds_the_settings_explain_resolves():
+    """The key of a STEP request holds the settings the run will use (the preset, the model's areas, the
+    method's defaults), so a change of any of them is a new entry; a comparison method's keys its options."""
+    from attribution.cache import resolved_settings
+    from attribution.step import PRESETS
+    from model_zoo import load_model
+    model = load_model("toy")
+    key = resolved_settings(model, "step", "interactive", {"iterations": None})["resolved"]
+    assert tuple(key["areas"]) == tuple(model.areas) and key["iterations"] == PRESETS["interactive"]["iterations"]
+    assert resolved_settings(model, "step", "fast", {})["resolved"] != key
+    assert resolved_settings(model, "2d-ep", "interactive", {})["resolved"] != key   # 2D-EP's own defaults
+    assert resolved_settings(model, "gradient", None, {"output": "logit"}) == {"given": {"output": "logit"}}
