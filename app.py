@@ -169,7 +169,7 @@ def _compare_tab(models) -> SimpleNamespace:
     return w
 
 
-def _wire(ex: SimpleNamespace, cm: SimpleNamespace) -> None:
+def _wire(demo: gr.Blocks, ex: SimpleNamespace, cm: SimpleNamespace) -> None:
     """Every event. The ones that run a model share one concurrency group (one model cache; Grad-CAM's hooks on
     a shared model must not see another request's activations); a cached example's first click runs in its own
     group but waits for the same lock (``ui.runtime.MODEL_LOCK``) inside the model work."""
@@ -199,6 +199,9 @@ def _wire(ex: SimpleNamespace, cm: SimpleNamespace) -> None:
     cmp_cost_inputs = [cm.model, cm.methods, cm.preset, cm.iterations, cm.paper_curves]
     for widget in cmp_cost_inputs:
         widget.change(compare_cost, cmp_cost_inputs, cm.cost, queue=False, **private)
+    # ... and is read again when a page opens: the figures timed in the background since the page was built
+    demo.load(costs.cost_markdown, cost_inputs, ex.cost, queue=False, **private)
+    demo.load(compare_cost, cmp_cost_inputs, cm.cost, queue=False, **private)
     # Stop cancels the running event; ui.runtime.stoppable turns that into the engine's cancel flag.
     ex.stop.click(None, None, None, cancels=[explain_event], **private)
     cm.stop.click(None, None, None, cancels=[compare_event, sanity_event], **private)
@@ -218,7 +221,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("About", id="about"):
                 gr.Markdown(text.ABOUT.format(mb=MAX_UPLOAD_MB, minutes=config.MAX_SECONDS / 60,
                                               hardware=device_sentence(HARDWARE)))
-        _wire(ex, cm)
+        _wire(demo, ex, cm)
     demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENCY)
     return demo
 

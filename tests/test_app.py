@@ -416,6 +416,16 @@ def test_a_request_above_the_limit_is_refused_before_it_runs(app, clip, monkeypa
     assert err.value.message.startswith("This request would take about") and not ran
 
 
+def test_the_expected_time_is_read_again_when_a_page_opens(app):
+    """The cost lines' first value is made when the page is built, before the background timing has run: each
+    page load asks again (from figures already timed: nothing runs a model on load)."""
+    loads = {f.fn: f for f in app.demo.fns.values() if any(t[1] == "load" for t in f.targets)}
+    assert costs.cost_markdown in loads and callbacks.compare_cost in loads
+    cost_ids = {c._id for c in app.demo.blocks.values()
+                if getattr(c, "elem_id", None) in ("vae-cost", "vae-compare-cost")}
+    assert {o._id for f in loads.values() for o in f.outputs} == cost_ids and len(cost_ids) == 2
+
+
 def test_the_estimate_follows_the_settings(app):
     from attribution import cost
     from model_zoo import load_model
