@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -375,32 +375,6 @@ def engine_costs(preset: str, device=None, measure: bool = True) -> dict | None:
     if hit is not None or not measure:
         return hit
     return _measure_once(key, lambda: measure_engine(preset, device))
-
-
-def start_background_measurement(models: Iterable, device=None, presets: Sequence[str] = ("fast", "paper"),
-                                 ) -> threading.Thread:
-    """A daemon thread that fills the cache: the engine's figures for ``presets``, then each model's passes.
-
-    ``models`` are already-loaded models (the app passes those it holds). Failures are swallowed: a model
-    whose passes could not be timed is timed again on first use by :func:`pass_costs`.
-    """
-    models = list(models)
-
-    def work():
-        dev = _device(models[0], device) if models else torch.device(device or "cpu")
-        for p in presets:
-            try:
-                engine_costs(p, dev)
-            except Exception:  # noqa: BLE001 - a background measurement must never take the app down
-                pass
-        for m in models:
-            try:
-                pass_costs(m, device)
-            except Exception:  # noqa: BLE001
-                pass
-    t = threading.Thread(target=work, name="cost-measurement", daemon=True)
-    t.start()
-    return t
 
 
 # ------------------------------------------------------------------------------------------------ estimates

@@ -117,13 +117,28 @@ def test_measure_passes_on_a_real_model():
     assert fixed >= 0 and per > 0
 
 
-def test_background_measurement_fills_the_cache(cache, counted, monkeypatch):
+def test_the_app_times_its_model_and_default_preset_in_the_background(cache, counted, monkeypatch):
+    """What the server starts with (ui/costs.py): the model's passes and the default preset's engine figures,
+    timed in a daemon thread under the model lock, so that the first page already shows an estimate."""
+    import threading
+
+    from ui import config
+    from ui import costs as ui_costs
     monkeypatch.setattr(cost, "measure_engine", lambda preset, device=None: dict(ENGINE, preset=preset))
-    t = cost.start_background_measurement([Tiny("a"), Tiny("b")])
-    t.join(30)
-    assert not t.is_alive() and t.daemon
-    assert sorted(counted) == ["a", "b"]
-    assert cost.engine_costs("paper", measure=False)["preset"] == "paper"
+    started = []
+
+    class Recorded(threading.Thread):
+        def start(self):
+            started.append(self)
+            super().start()
+    monkeypatch.setattr(ui_costs.threading, "Thread", Recorded)
+    ui_costs.measure_in_background(Tiny("a"))
+    assert not started                               # not from an import (tests, tools): only a running server
+    monkeypatch.setattr(ui_costs, "TIME_IN_BACKGROUND", True)
+    ui_costs.measure_in_background(Tiny("a"))
+    started[0].join(30)
+    assert not started[0].is_alive() and started[0].daemon and counted == ["a"]
+    assert cost.engine_costs(config.DEFAULT_PRESET, measure=False)["preset"] == config.DEFAULT_PRESET
 
 
 # --------------------------------------------------------------------------------------------- estimates
