@@ -426,6 +426,22 @@ def test_the_expected_time_is_read_again_when_a_page_opens(app):
     assert {o._id for f in loads.values() for o in f.outputs} == cost_ids and len(cost_ids) == 2
 
 
+def test_the_expected_time_adds_what_the_last_request_spent_drawing(app, clip, monkeypatch):
+    """The cost model counts the model's work; a visitor also waits for the overlay video, the plots and the
+    zip, which the line adds as long as the last Explain request of that model took them (not to the refusal or
+    a ZeroGPU window: they run outside it)."""
+    from attribution import cost
+    from model_zoo import load_model
+    cost.pass_costs(load_model("toy"))
+    monkeypatch.setattr(costs, "RENDERING", {})
+    app.explain_clip(clip, "toy", "", "random", "fast", curves=False)
+    assert costs.RENDERING["toy"] > 0
+    monkeypatch.setitem(costs.RENDERING, "toy", 600.0)
+    assert "about 10 min" in costs.cost_markdown("toy", "random", "fast")
+    assert "about 10 min" not in costs.cost_markdown("toy", ["random", "gradient"], "fast")   # Compare draws a strip
+    assert costs.estimate(load_model("toy"), "random", "fast", {}, 0, measure=False).seconds < 600
+
+
 def test_the_estimate_follows_the_settings(app, monkeypatch):
     from attribution import cost
     from model_zoo import load_model

@@ -167,10 +167,12 @@ def explain_clip(video, model: str = DEFAULT_MODEL, target: str = TOP1, method: 
         exp = _run(job, progress, cancel)
     exp.source["path"] = Path(path).name
     progress(0.95, desc="Rendering")
+    t_render = time.perf_counter()
     with files.request_folder() as req:
         out = exp.save(req / "explanation")
         archive = files.zip_folder(out, req / f"explanation_{files.slug(m.name)}_{files.slug(method)}_"
                                               f"{files.slug(exp.label)}.zip")
+    costs.record_rendering(job.model, time.perf_counter() - t_render)
     curves_png = out / "curves.png"
     return (_topk_dict(exp.topk), str(out / "overlay.mp4"), str(out / "temporal.png"),
             str(curves_png) if curves_png.exists() else None, archive, text.summary_markdown(exp))

@@ -6,6 +6,7 @@ when the server runs, never beside a request).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 
@@ -21,6 +22,14 @@ from ui.runtime import MODEL_LOCK, ON_ZEROGPU
 log = logging.getLogger("video-attribution-explorer")
 
 TIME_IN_BACKGROUND = False  # set when the server runs (python app.py): never from an import (tests, tools)
+# Seconds the last Explain request of each model (as the dropdown names it) spent after its model work: drawing
+# the overlay video and the plots, and zipping. Part of the time a visitor waits, outside the cost model (and
+# outside a ZeroGPU window), so only the expected-time line adds it.
+RENDERING: dict[str, float] = {}
+
+
+def record_rendering(model_name: str, seconds: float) -> None:
+    RENDERING[model_name] = float(seconds)
 
 
 def measure_in_background(model) -> None:
@@ -106,6 +115,10 @@ def cost_markdown(model_name: str, methods, preset: str = config.DEFAULT_PRESET,
                 "<small>The time is estimated after the first run of this model.</small>")
     limit = cost.default_limit("zerogpu" if ON_ZEROGPU else est.device_kind)
     over = cost.refusal(est, limit, name, "+".join(methods), preset)
+    drawn = RENDERING.get(name) if len(methods) == 1 else None
+    if drawn:   # what the request waits for besides the model: as long as the last one of this model took
+        est = dataclasses.replace(est, seconds=est.seconds + drawn,
+                                  breakdown={**est.breakdown, "rendering (the last request's)": drawn})
     return f"<small>**Expected time:** {est.words()}.{' ' + over if over else ''}</small>"
 
 
