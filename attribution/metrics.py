@@ -131,8 +131,9 @@ def substrate_clip(model, clip: torch.Tensor, substrate: str) -> torch.Tensor:
     ``blur``: each frame blurred with σ = the STEP pyramid's maximum blur (20 px at 112 px, scaled to H), the
     explanation's strongest perturbation (docs/method.md §6.1); beyond the frame this blur mirrors the clip
     (replicates it when the kernel is wider than the frame), where the pyramid's default sees the model's mean
-    colour (docs/method.md §1.3): the two differ near the border only. ``fade``: the model's mean colour, i.e. zeros in normalised space, the
-    authors' metric's other substrate; the clip's mean colour when the model has no ``mean``.
+    colour (docs/method.md §1.3): the two differ near the border only. ``fade``: the model's mean colour, i.e.
+    zeros in normalised space, the authors' metric's other substrate; the clip's mean colour when the model has
+    no ``mean``.
     """
     _, _, T, H, W = clip.shape
     if substrate == "blur":

@@ -162,7 +162,8 @@ class Comparison:
             {"model": e.model_name, "by": self.by, "methods": self.methods,
              "targets": [x.target for x in self.explanations], "labels": [x.label for x in self.explanations],
              "preset": e.preset, "seed": e.seed,
-             "clip": e.source.get("path"), "curve_steps": e.curves.steps if e.curves is not None else 0, "rows": rows}, indent=1,
+             "clip": e.source.get("path"), "curve_steps": e.curves.steps if e.curves is not None else 0,
+             "rows": rows}, indent=1,
             default=json_default))
         return d
 

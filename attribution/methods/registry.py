@@ -5,8 +5,9 @@
 
 * model: maps clips (B,3,T,H,W) in [0,1] to logits (B,K) (a ``model_zoo.VideoClassifier`` or any such module);
 * clip: (1,3,T,H,W) in [0,1] on the model's device; target: a class index;
-* preset: the perturbation methods' schedule (``fast`` / ``interactive`` / ``paper``, see ``attribution.step.PRESETS``); the
-  other methods take it and ignore it, so a caller never branches on the kind of method;
+* preset: the perturbation methods' schedule (``fast`` / ``interactive`` / ``paper``, see
+  ``attribution.step.PRESETS``); the other methods take it and ignore it, so a caller never branches on the
+  kind of method;
 * options: the method's own settings (the perturbation methods: any ``attribution.step.Settings`` field).
 
 Adding a method is adding one decorated function in a module that ``attribution/methods/__init__.py``
