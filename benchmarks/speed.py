@@ -11,8 +11,9 @@ Sections, all measured in one run on one device:
   losses, optimiser step) divided by seconds of the bare model forward+backward (gradient to the input) on
   the same batch, for every preset in ``step.PRESETS``. 1.00 would be an engine that costs nothing beyond the
   model. Iterations are timed one by one after a warm-up iteration (which pays for torch.compile); the median is
-  reported. The bare pass is timed just before and just after each preset's iterations (a shared machine's load
-  then moves both alike).
+  reported, in the steady state (L_K on, as after the preset's warm-up). The bare pass is timed just before and
+  just after each preset's iterations (a shared machine's load then moves both alike). At the preset's areas
+  (one batch of masks), or at one area with ``--quick`` (the toy then both ways).
 * **breakdown**: where one toy iteration's time goes, part by part (forward and backward each): the bare
   model pass, the mask generator, the perturbation, the area loss, L_K, the optimiser step, and the rest, for
   every preset at one area, with the number of smooth-max terms (points × neighbours) the generator evaluates.
@@ -28,7 +29,7 @@ Sections, all measured in one run on one device:
 
 Imports only torch, the engine and the model zoo (transformers / pytorchvideo for those models), so it runs on
 a bare CUDA machine. Prints markdown tables; ``--json`` writes every figure (overhead_ratios: preset -> model ->
-ratio; passes_per_clip and seconds_per_toy_clip: preset -> mean over the toy clips; overhead_ratio and
+ratio, overhead_ratios_batched: the same at the preset's areas; passes_per_clip and seconds_per_toy_clip: preset -> mean over the toy clips; overhead_ratio and
 paper_overhead_ratio: fast's and paper's ratios as before; fast_vs_paper_time_ratio, fast/paper_insertion_auc,
 fast/paper_pointing_game, fast_seconds_per_toy_clip).
 """
@@ -125,14 +126,18 @@ def bare_pass_seconds(model, batch: int, device, dtype, repeats: int) -> float:
 
 
 def iteration_seconds(model, clip, settings: S.Settings, repeats: int, targets=(0,)) -> tuple[float, float]:
-    """Median seconds per optimisation iteration (after one warm-up iteration) and the peak memory (MB)."""
+    """Median seconds per optimisation iteration (after one warm-up iteration) and the peak memory (MB).
+
+    The iterations are timed in the steady state, with L_K on from the first (``core_warmup=0``): a short run
+    would otherwise fall inside the preset's warm-up (paper 100, fast 17 iterations) and leave out a part that
+    every later iteration pays (1 100 of paper's 1 200)."""
     stamps = []
 
     def tick(done, total, info):
         _sync(clip.device)
         stamps.append(_now())
 
-    st = dataclasses.replace(settings, iterations=repeats + 1, early_stop=0.0)
+    st = dataclasses.replace(settings, iterations=repeats + 1, early_stop=0.0, core_warmup=0)
     with PeakMemory(clip.device) as mem:
         S.perturbation(model, clip, list(targets), settings=st, progress=tick)
     gaps = [b - a for a, b in zip(stamps, stamps[1:])][:repeats]
@@ -148,29 +153,37 @@ def _settings(model, preset: str, **kw) -> S.Settings:
 
 # ----------------------------------------------------------------------------------------------- sections
 def overhead(names, device, repeats: int, single_area: bool) -> list[dict]:
+    """One row per model and preset, at the preset's own areas (all masks in one batch), or, with
+    ``single_area``, at one area; the toy, whose passes are cheap, gets both rows then. The row's ``batch`` is
+    the number of masks (the bare pass is timed on as many clips)."""
     rows = []
     for name in names:
         model = load_model(ALIASES.get(name, name), pretrained=name == "toy", device=device)
         clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size, device=device)
         for preset in S.PRESETS:
-            st = _settings(model, preset)
-            if single_area:
-                st = dataclasses.replace(st, areas=st.areas[:1], area_count=None)
-            amp = S.autocast_dtype(device, st.precision)
-            # The bare pass is timed right before and after the preset's iterations, and the iterations between
-            # them, so that a machine whose load changes during the run moves both sides of the ratio alike.
-            batch = len(S.areas_kept(st.areas, st.area_count))
-            before = bare_pass_seconds(model, batch, device, amp, repeats)
-            it, _ = iteration_seconds(model, clip, st, repeats)
-            bare = statistics.fmean([before, bare_pass_seconds(model, batch, device, amp, repeats)])
-            rows.append({"model": name, "preset": preset, "batch": batch, "frames": model.num_frames,
-                         "crop": model.crop_size, "iteration_s": it, "bare_s": bare, "ratio": it / bare,
-                         "compile": st.compile, "precision": S.describe_precision(device, st.precision)})
-            print(f"overhead {name}/{preset}: {it:.3f} s / {bare:.3f} s = {it / bare:.2f}", file=sys.stderr,
-                  flush=True)
+            for one in ((True, False) if single_area and name == "toy" else (single_area,)):
+                st = _settings(model, preset)
+                if one:
+                    st = dataclasses.replace(st, areas=st.areas[:1], area_count=None)
+                rows.append(_overhead_row(model, name, preset, st, clip, device, repeats))
         del model
         clear_cache()
     return rows
+
+
+def _overhead_row(model, name: str, preset: str, st: S.Settings, clip, device, repeats: int) -> dict:
+    amp = S.autocast_dtype(device, st.precision)
+    # The bare pass is timed right before and after the preset's iterations, and the iterations between
+    # them, so that a machine whose load changes during the run moves both sides of the ratio alike.
+    batch = len(S.areas_kept(st.areas, st.area_count))
+    before = bare_pass_seconds(model, batch, device, amp, repeats)
+    it, _ = iteration_seconds(model, clip, st, repeats)
+    bare = statistics.fmean([before, bare_pass_seconds(model, batch, device, amp, repeats)])
+    print(f"overhead {name}/{preset} ({batch} area(s)): {it:.3f} s / {bare:.3f} s = {it / bare:.2f}",
+          file=sys.stderr, flush=True)
+    return {"model": name, "preset": preset, "batch": batch, "frames": model.num_frames, "crop": model.crop_size,
+            "iteration_s": it, "bare_s": bare, "ratio": it / bare, "compile": st.compile,
+            "precision": S.describe_precision(device, st.precision)}
 
 
 def fast_vs_paper(n_clips: int, device, seed: int = 0, presets=None) -> dict:
@@ -279,6 +292,21 @@ def clip_seconds(names, device, repeats: int) -> list[dict]:
         del model
         clear_cache()
     return rows
+
+
+def overhead_ratios(rows: list[dict], single_area: bool) -> dict:
+    """The JSON's ratios: ``overhead_ratios`` (preset -> model -> ratio) at one area under ``--quick``, else at the
+    preset's areas; ``overhead_ratios_batched`` at the preset's areas, where timed; ``overhead_ratio`` and
+    ``paper_overhead_ratio``: fast's and paper's rows of the first."""
+    def pick(one: bool) -> dict:
+        return {p: {r["model"]: r["ratio"] for r in rows if r["preset"] == p and (r["batch"] == 1) == one}
+                for p in S.PRESETS}
+    main = pick(single_area)
+    out = {"overhead_ratios": main, "overhead_ratio": main["fast"], "paper_overhead_ratio": main["paper"]}
+    batched = pick(False) if single_area else main
+    if any(batched.values()):
+        out["overhead_ratios_batched"] = batched
+    return out
 
 
 def _median_seconds(fn, device, repeats: int) -> float:
@@ -414,7 +442,8 @@ def report(res: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="1 toy clip, 1 area for the large models, 64/112 px scaling: a few minutes on 2 cores")
+                    help="1 toy clip, 2 timed iterations, 1 area for the overhead rows (the toy at its "
+                         "preset's areas too), 64/112 px scaling: a few minutes on 2 cores")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--models", nargs="+", default=OVERHEAD_MODELS, help="models for the overhead table")
@@ -440,10 +469,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     if "overhead" not in a.skip:
         res["overhead"] = overhead(a.models, device, repeats, single_area=a.quick)
-        res["overhead_ratio"] = {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == "fast"}
-        res["paper_overhead_ratio"] = {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == "paper"}
-        res["overhead_ratios"] = {p: {r["model"]: r["ratio"] for r in res["overhead"] if r["preset"] == p}
-                                  for p in S.PRESETS}
+        res.update(overhead_ratios(res["overhead"], a.quick))
     if "breakdown" not in a.skip:
         res["breakdown"] = breakdown(device, repeats)
     if "fast-vs-paper" not in a.skip:

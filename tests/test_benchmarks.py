@@ -247,6 +247,30 @@ def test_speed_breakdown_accounts_for_every_part_of_an_iteration(monkeypatch):
     assert "| toy | paper |" in text and "5.02 M" in text
 
 
+def test_speed_times_iterations_with_every_part_they_pay_and_reports_both_batches(monkeypatch):
+    """The overhead's iterations are timed with L_K on (a 2-iteration timing would otherwise fall inside every
+    preset's warm-up), and --quick's one-area rows of the toy come with rows at the preset's own areas."""
+    from attribution import step as S
+    calls = []
+    core = S.core_loss
+    monkeypatch.setattr(S, "core_loss", lambda *a, **k: calls.append(1) or core(*a, **k))
+    plain = speed._settings
+    monkeypatch.setattr(speed, "_settings", lambda model, preset, **kw: dataclasses.replace(
+        plain(model, preset, **kw), compile=False))
+    model = speed.load_model("toy", pretrained=True)
+    clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size)
+    speed.iteration_seconds(model, clip, speed._settings(model, "paper"), repeats=2)
+    assert len(calls) == 3
+    rows = [{"model": "toy", "preset": p, "batch": b, "ratio": r}
+            for p in S.PRESETS for b, r in ((1, 2.0), (3, 5.0))] + \
+           [{"model": "x3d_xs", "preset": p, "batch": 1, "ratio": 1.1} for p in S.PRESETS]
+    out = speed.overhead_ratios(rows, single_area=True)
+    assert out["overhead_ratios"]["interactive"] == {"toy": 2.0, "x3d_xs": 1.1}
+    assert out["overhead_ratio"] == out["overhead_ratios"]["fast"] and out["paper_overhead_ratio"]["toy"] == 2.0
+    assert out["overhead_ratios_batched"]["paper"] == {"toy": 5.0}
+    assert "overhead_ratios_batched" not in speed.overhead_ratios(rows[:len(S.PRESETS) * 2:2], single_area=True)
+
+
 def test_frames_read_scores_the_maps_on_the_frames_the_model_reads(tmp_path, capsys):
     pytest.importorskip("transformers")
     spec = importlib.util.spec_from_file_location("frames_read",

@@ -117,6 +117,18 @@ def test_measure_passes_on_a_real_model():
     assert fixed >= 0 and per > 0
 
 
+def test_the_engine_is_timed_with_every_part_an_iteration_pays(monkeypatch):
+    """measure_engine times iterations with L_K on: its few iterations would otherwise all fall inside the
+    preset's warm-up (paper: 100) and leave out a loss that 1 100 of paper's 1 200 iterations pay."""
+    from attribution import step
+    calls = []
+    core = step.core_loss
+    monkeypatch.setattr(step, "core_loss", lambda *a, **k: calls.append(1) or core(*a, **k))
+    monkeypatch.setattr(step, "will_compile", lambda settings: False)   # no compile to wait for here
+    timed = cost.measure_engine("paper", iterations=2)
+    assert len(calls) == 3 and timed["iteration"] > 0 and timed["preset"] == "paper"
+
+
 def test_the_app_times_its_model_and_default_preset_in_the_background(cache, counted, monkeypatch):
     """What the server starts with (ui/costs.py): the model's passes and the default preset's engine figures,
     timed in a daemon thread under the model lock, so that the first page already shows an estimate."""
