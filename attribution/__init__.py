@@ -1,8 +1,10 @@
 """Video Attribution Explorer: why did a video classifier predict that class?
 
 Public API: ``load_video``, ``load_clip`` (the frames a model's sampling recipe takes), ``explain``,
-``Explanation``, ``available_methods``, ``deletion_insertion``; and the one pipeline the app, the CLI and
-``batch`` share: ``pipeline.run`` (a map and its curves) and ``pipeline.compare`` (several methods on one clip).
+``Explanation``, ``available_methods``, ``deletion_insertion``, the scores against known evidence
+(``pointing_game``, ``temporal_hit``, ``mass_in_tube``) and of a metric (``reliability``); and the one
+pipeline the app, the CLI and ``batch`` share: ``pipeline.run`` (a map and its curves) and
+``pipeline.compare`` (several methods on one clip).
 
 Names other than ``explain`` are imported on first use: the engine and the metrics run where PyAV is not
 installed (a bare GPU machine running the speed benchmark). ``explain`` is bound here, not lazily, because it
@@ -16,6 +18,8 @@ _LAZY = {
     "Video": "attribution.video",
     "available_methods": "attribution.methods", "PRESETS": "attribution.step",
     "deletion_insertion": "attribution.metrics", "Curves": "attribution.metrics",
+    "pointing_game": "attribution.metrics", "temporal_hit": "attribution.metrics",
+    "mass_in_tube": "attribution.metrics", "reliability": "attribution.metrics",
     "run": "attribution.pipeline", "compare": "attribution.pipeline", "Comparison": "attribution.pipeline",
 }
 

@@ -8,7 +8,9 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
+from attribution.common import check_output_folder, positive_int
 from attribution.errors import ExplorerError, InputError
 from attribution.methods import available_methods
 from attribution.methods.perturbation import areas_argument
@@ -21,7 +23,7 @@ def _engine_args(p) -> None:
     p.add_argument("--no-compile", dest="compile", action="store_const", const=False, default=None,
                    help="do not torch.compile the mask generator and the perturbation "
                         "(default: compile runs of >= 100 iterations)")
-    p.add_argument("--batch", type=int, default=None,
+    p.add_argument("--batch", type=positive_int, default=None,
                    help="masks per model call (default: all areas at once; halves itself on out-of-memory)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="the model's arithmetic: auto (default: bf16 autocast on GPUs of compute capability >= 8.0, "
@@ -35,15 +37,17 @@ def _run_args(p, device_help: str) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--method", default="step", choices=available_methods(), metavar="METHOD",
                    help=f"step (default, the paper's), or one of: {', '.join(available_methods()[1:])}")
-    p.add_argument("--preset", default="fast", choices=list(PRESETS))
+    p.add_argument("--preset", default="fast", choices=list(PRESETS),
+                   help="perturbation methods: fast (default), paper (the authors' 1200 iterations) or interactive "
+                        "(at most 99 model passes, the app's default)")
     p.add_argument("--device", default=None, help=device_help)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
+    p.add_argument("--iterations", type=positive_int, default=None, help="override the preset's iteration count")
     p.add_argument("--areas", type=areas_argument, default=None, help="mask areas, e.g. 0.02,0.05,0.1")
     p.add_argument("--start", type=float, default=None, help="start of the part to explain, seconds")
     p.add_argument("--end", type=float, default=None, help="end of the part to explain, seconds")
     p.add_argument("--curves", action="store_true", help="also measure deletion/insertion curves (with a random map)")
-    p.add_argument("--steps", type=int, default=PAPER_CURVE_STEPS,
+    p.add_argument("--steps", type=positive_int, default=PAPER_CURVE_STEPS,
                    help=f"deletion/insertion steps (default {PAPER_CURVE_STEPS}, the paper's)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-cache", dest="cache", action="store_false",
@@ -72,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target", action="append", default=None,
                     help="class index or label name (default: the top-1 class); give it several times to explain "
                          "several classes in one run (each into OUT/<class>/)")
-    ex.add_argument("--top-k", type=int, default=None, help="explain the model's K most probable classes at once")
+    ex.add_argument("--top-k", type=positive_int, default=None,
+                    help="explain the model's K most probable classes at once")
     ex.add_argument("--contrast", default=None,
                     help="a class (index or label): explain why the model sees the target rather than this one "
                          "(perturbation methods)")
-    ex.add_argument("--key-frames", type=int, default=None, help="L_K ellipsoid length in frames")
+    ex.add_argument("--key-frames", type=positive_int, default=None,
+                    help="L_K ellipsoid length in frames (default: 8 at 16 frames, half the clip when shorter)")
     ex.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
     ex.add_argument("--game", choices=list(GAMES), default=None)
 
@@ -95,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Under 'torchrun --nproc-per-node N -m attribution batch ...' rank r takes "
                                     "clips r::N of the sorted list. Exit code 0 even when some clips failed "
                                     "(each has an error line); 2 when the run itself cannot start.")
-    bt.add_argument("clips", help="folder of videos (searched recursively) or a text file with one path a line")
+    bt.add_argument("clips", help="folder of videos (searched recursively) or a text file with one path a line "
+                                  "(relative paths are read from the list file's folder; # starts a comment)")
     _run_args(bt, "default: cuda:LOCAL_RANK when there is a GPU, else cpu")
     bt.add_argument("--target", default=None, help="class index or label for every clip (default: top-1)")
     bt.add_argument("--retry-errors", action="store_true", help="rerun clips that failed on their input before")
@@ -129,9 +136,9 @@ def _cache(a):
 
 def _targets(a, model, video):
     """None (top-1), one target, or a list (several --target, or --top-k)."""
-    if a.top_k and a.target:
+    if a.top_k is not None and a.target:
         raise InputError("Give either --target or --top-k, not both.")
-    if a.top_k:
+    if a.top_k is not None:
         from attribution import pipeline
         return pipeline.top_classes(model, video, a.top_k)
     if not a.target:
@@ -144,19 +151,18 @@ def _summary_line(a, model, exp, out, seconds) -> dict:
             "probability": round(exp.probability, 4), "method": exp.method, "preset": exp.preset,
             "frames": exp.source.get("indices"), "seconds_seen": exp.source.get("seen"),
             "peak_frame": exp.peak_frame, "iterations": exp.iterations, "seconds": round(seconds, 2),
-            "out": str(out)}
+            "cached": exp.source.get("cache") == "hit", "out": str(out)}
     if exp.curves is not None:
         line.update(exp.curves.summary().get("auc", {}))
     return line
 
 
 def cmd_explain(a) -> int:
-    from pathlib import Path
-
     from attribution import load_clip, pipeline
     from model_zoo import load_model
 
     t0 = time.perf_counter()
+    check_output_folder(a.out)
     model = load_model(a.model, device=a.device)
     video = load_clip(a.clip, model, start=a.start, end=a.end)
     target = _targets(a, model, video)
@@ -170,7 +176,11 @@ def cmd_explain(a) -> int:
     several = isinstance(result, list)
     for exp in result if several else [result]:
         exp.source["path"] = a.clip
-        out = exp.save(Path(a.out) / _slug(exp.label) if several else a.out)
+        out = Path(a.out) / _slug(exp.label) if several else Path(a.out)
+        try:
+            exp.save(out)
+        except OSError as e:
+            raise InputError(f"Cannot write the results to {str(out)!r}: {e.strerror or e}.") from None
         print(json.dumps(_summary_line(a, model, exp, out, time.perf_counter() - t0)))
     return 0
 
@@ -198,6 +208,7 @@ def cmd_batch(a) -> int:
     from attribution.batch import read_results, run_batch, summarise
 
     overrides = _settings(a)
+    check_output_folder(a.out)
     stats = run_batch(a.clips, a.out, model=a.model, method=a.method, preset=a.preset, target=a.target, cache=_cache(a),
                       seed=a.seed, curves=a.curves, steps=a.steps, device=a.device, overrides=overrides,
                       retry_errors=a.retry_errors, start=a.start, end=a.end, log=None if a.quiet else sys.stderr)

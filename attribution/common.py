@@ -8,14 +8,20 @@ A leaf module: it imports only torch, numpy and :mod:`attribution.errors`, so th
   ``threading.Event`` or a callable).
 * :func:`batch_for_bytes` and :func:`halve_on_oom`: how many perturbed clips one model call takes, and what
   happens when the accelerator runs out of memory.
+* :func:`resolve_device`: a device name checked against the machine.
+* :func:`positive_int` and :func:`check_output_folder`: what the command lines (``attribution.cli``, the sanity
+  check) check before any work starts.
 * :func:`check_clip` and :func:`saliency_array`: the two shapes that travel between modules, checked in one
   place.
 * :class:`TokenGrid`: where a transformer layer's tokens lie in space-time (Grad-CAM on transformers).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -101,6 +107,29 @@ def halve_on_oom(batch: int, device) -> int:
 
 
 # -------------------------------------------------------------------------------------------------- shapes
+def resolve_device(device=None) -> torch.device:
+    """``device`` (a name such as ``cpu``, ``cuda``, ``cuda:1``, ``mps``, or a ``torch.device``) checked against
+    this machine; None picks the GPU when there is one. An unknown name or a device the machine lacks raises
+    :class:`InputError` with one sentence, before any model is built on it."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"Unknown device {str(device)!r}: use cpu, cuda or cuda:N (or leave it out to use the "
+                         "GPU when there is one).") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"The device {str(device)!r} is not available: torch finds no usable CUDA GPU here; "
+                             "use cpu, or leave the device out.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"There is no GPU {dev.index}: this machine has {torch.cuda.device_count()} "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"The device {str(device)!r} is not available here (no Apple GPU); use cpu.")
+    return dev
+
+
 def check_clip(clip, device=None) -> torch.Tensor:
     """A clip as every method takes it: float (1,3,T,H,W) in [0,1], detached, on ``device`` (default: where it
     is). Raises InputError with the shape it got."""
@@ -187,3 +216,32 @@ def guess_token_grid(n_tokens: int, frames: int, crop: int | None = None, config
         if t > 0 and g > 0 and prefix in (0, 1):
             return TokenGrid(t, g, g, prefix=prefix)
     return None
+
+
+# ----------------------------------------------------------------------------------------- command lines
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count of steps, classes, frames, stages, masks)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def check_output_folder(path) -> Path:
+    """The folder a command will write to, checked before any work starts (so a bad --out costs nothing) and
+    not created here (bad input leaves nothing behind): :class:`InputError` when it is a file, lies inside a
+    file, or its nearest existing folder is not writable."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {str(folder)!r} is a file: give a folder (it is created when missing).")
+    parent = folder.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {str(folder)!r} lies inside the file {str(parent)!r}: give a folder.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"Cannot write to {str(parent)!r} (no permission): give another --out.")
+    return folder

@@ -5,7 +5,6 @@ import contextlib
 import dataclasses
 import difflib
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ import numpy as np
 import torch
 
 from attribution import methods
-from attribution.common import frozen
+from attribution.clip import Prepared, prepare_clip  # noqa: F401  (public here: pipeline, app, tests)
+from attribution.common import frozen, resolve_device
 from attribution.errors import InputError
 from attribution.methods import available_methods  # noqa: F401  (public: the names explain() takes)
 from attribution.methods.perturbation import make_settings  # noqa: F401  (public: the settings of one run)
@@ -144,59 +144,6 @@ def resolve_target(model, target, probs: torch.Tensor) -> int:
     raise InputError(f"target must be a class index, a label name or None, not {type(target).__name__}.")
 
 
-@dataclasses.dataclass
-class Prepared:
-    """A clip ready for the model: (1,3,T,H,W) in [0,1] on its device, and what it was made from (path, fps,
-    frame indices and times). :func:`explain` and :func:`attribution.pipeline.run` take it as it is, so a clip
-    is decoded and resized once per request."""
-    clip: torch.Tensor
-    source: dict
-
-
-def prepare_clip(model, frames_or_clip) -> Prepared:
-    """The :class:`Prepared` clip of a path, a ``Video``, uint8 frames or a clip tensor.
-
-    A path is read with :func:`attribution.video.load_clip` (the model's own frame sampling); a ``Video`` with
-    more frames than the model takes (e.g. ``load_video(path)`` with every frame) is sampled the same way,
-    one with exactly ``num_frames`` frames is taken as already sampled.
-    """
-    from attribution.video import Video, load_clip
-    if isinstance(frames_or_clip, Prepared):
-        return frames_or_clip
-    source: dict = {}
-    x = frames_or_clip
-    if isinstance(x, (str, os.PathLike)):
-        source["path"] = str(x)
-        x = load_clip(x, model)
-    if isinstance(x, Video):
-        if x.num_source_frames < 2:
-            raise InputError("The clip has a single frame; a video classifier needs at least 2 frames.")
-        pick = np.arange(len(x))
-        if len(x) != model.num_frames and hasattr(model, "frame_indices"):
-            pick = np.asarray(model.frame_indices(len(x), x.fps))
-        times = np.asarray(x.times)[pick]
-        source.update(fps=x.fps, duration=x.duration, size=list(x.size),
-                      indices=[int(i) for i in np.asarray(x.indices)[pick]],
-                      times=[round(float(s), 3) for s in times],
-                      seen=[round(float(times[0]), 3), round(float(times[-1]), 3)])
-        if hasattr(model, "sampling"):
-            source["sampling"] = model.sampling()
-        x = x.frames[pick]
-    if isinstance(x, torch.Tensor):
-        clip = x.detach().float()
-        if clip.dim() == 4:
-            clip = clip.unsqueeze(0)
-        if clip.dim() != 5 or clip.shape[:2] != (1, 3):
-            raise InputError(f"A clip tensor must be (1,3,T,H,W) in [0,1]; got {tuple(x.shape)}.")
-        if float(clip.min()) < 0 or float(clip.max()) > 1:
-            raise InputError("A clip tensor must hold values in [0,1] (RGB, not normalised).")
-        return Prepared(clip.to(model.device), source)
-    arr = np.asarray(x)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-        raise InputError(f"Frames must be uint8 (T,H,W,3); got {arr.dtype} {arr.shape}.")
-    if len(arr) < 2:
-        raise InputError("The clip has a single frame; a video classifier needs at least 2 frames.")
-    return Prepared(model.prepare(arr), source)
 
 
 def _model_info(model) -> dict:
@@ -240,8 +187,8 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
             ``precision="fp32"`` turns off the autocast a GPU gets by default.
     """
     t0 = time.perf_counter()
-    if device is not None and torch.device(device) != model.device:
-        model = model.to(device)
+    if device is not None and resolve_device(device) != model.device:
+        model = model.to(resolve_device(device))
     spec = methods.get(method)
     several = isinstance(target, (list, tuple))
     with frozen(model):

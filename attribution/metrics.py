@@ -195,7 +195,8 @@ def deletion_insertion(model, clip: torch.Tensor, saliency, target: int, steps: 
 
     Args:
         model: maps clips (B,3,T,H,W) in [0,1] to logits (B,K); put in eval mode, never given gradients.
-        clip: (1,3,T,H,W) in [0,1], the clip the map explains (model input grid).
+        clip: (1,3,T,H,W) in [0,1], the clip the map explains (model input grid); or what :func:`explain`
+            takes (a ``Video`` from ``load_clip``, a path, uint8 frames), prepared the same way.
         saliency: (T,H,W) numpy array or tensor, any real values (higher = more important); a map on a
             coarser (H',W') grid is upsampled bilinearly.
         target: class index whose softmax probability is the score.
@@ -222,6 +223,9 @@ def deletion_insertion(model, clip: torch.Tensor, saliency, target: int, steps: 
         raise InputError(f"substrate must be one of {SUBSTRATES}, not {substrate!r}")
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise InputError(f"steps must be a positive integer, not {steps!r}")
+    if not isinstance(clip, torch.Tensor) and clip is not None:   # a Video, a path or frames: as explain reads it
+        from attribution.clip import prepare_clip
+        clip = prepare_clip(model, clip).clip
     if not isinstance(clip, torch.Tensor) or clip.dim() != 5 or clip.shape[:2] != (1, 3):
         raise InputError(f"clip must be a tensor (1,3,T,H,W) in [0,1]; got {getattr(clip, 'shape', type(clip))}.")
     _, _, T, H, W = clip.shape

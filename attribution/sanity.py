@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from attribution.common import should_cancel
+from attribution.errors import InputError
 
 MIN_STAGES = 5          # split the top-level blocks until there are at least this many layers ...
 MAX_STAGES = 12         # ... but never more than this many (a long block list is cut into contiguous chunks)
@@ -160,9 +161,9 @@ def layer_groups(model: torch.nn.Module, stages: int | Sequence | None = None) -
         return [_named_layer(model, item) for item in stages]
     lo, hi = (MIN_STAGES, MAX_STAGES) if stages is None else (int(stages), int(stages))
     if hi < 1:
-        raise ValueError("stages must be at least 1")
+        raise InputError(f"stages must be at least 1, not {hi}.")
     if _count(model) == 0:
-        raise ValueError("the model has no parameters to randomise")
+        raise InputError("The model has no parameters to randomise, so there is nothing to check.")
     layers = _split(model, "")
     if not layers:   # a single module holding parameters itself
         layers = [Layer("", [""], _count(model))]
@@ -195,7 +196,6 @@ def _named_layer(model, item) -> Layer:
         inner = f"module.{n}"
         q = n if n in known else inner if inner in known else None
         if q is None:
-            from attribution.errors import InputError
             raise InputError(f"No module {n!r} in the model; its top-level layers are "
                              f"{', '.join(layer.name for layer in layer_groups(model))}.")
         qualified.append(q)
@@ -443,6 +443,7 @@ def sanity_check(model, clip, methods: Sequence[str], *, target=None, seed: int 
 # ----------------------------------------------------------------------------------------------- command
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``python -m attribution sanity CLIP ...``."""
+    from attribution.common import positive_int
     from attribution.methods.perturbation import areas_argument
     from attribution.step import PRESETS
     p.add_argument("clip", help="video file")
@@ -452,10 +453,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None, help="class index or label name (default: the model's top-1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="fast", choices=list(PRESETS))
-    p.add_argument("--iterations", type=int, default=None, help="perturbation methods: iterations")
+    p.add_argument("--iterations", type=positive_int, default=None, help="perturbation methods: iterations")
     p.add_argument("--areas", type=areas_argument, default=None,
                    help="perturbation methods: mask areas, e.g. 0.02,0.05")
-    p.add_argument("--stages", type=int, default=None,
+    p.add_argument("--stages", type=positive_int, default=None,
                    help=f"how many layers to randomise one after the other (default: the top-level blocks, "
                         f"{MIN_STAGES} to {MAX_STAGES})")
     p.add_argument("--layers", nargs="+", default=None, help="the layers to randomise, top first (module names)")
@@ -470,8 +471,11 @@ def run_cli(args) -> int:
     """Run the check the arguments describe, print the table, write the files; 0 on success (errors raise
     ``ExplorerError``, which the caller turns into exit code 2)."""
     from attribution import available_methods
+    from attribution.common import check_output_folder
     from attribution.video import load_clip
     from model_zoo import load_model
+    if args.out:
+        check_output_folder(args.out)
     model = load_model(args.model, device=args.device)
     video = load_clip(args.clip, model, start=args.start, end=args.end)
     methods = args.methods or available_methods()
@@ -486,5 +490,8 @@ def run_cli(args) -> int:
     report.source["path"] = args.clip
     print(report.format_table())
     if args.out:
-        print(f"wrote {report.save(args.out)}", file=sys.stderr)
+        try:
+            print(f"wrote {report.save(args.out)}", file=sys.stderr)
+        except OSError as e:
+            raise InputError(f"Cannot write the results to {str(args.out)!r}: {e.strerror or e}.") from None
     return 0

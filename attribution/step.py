@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import threading
 import warnings
@@ -403,6 +404,8 @@ def _compiled_fn(compiled: bool, fn: Callable, *args: torch.Tensor, grad: int | 
     with _COMPILE_LOCK:
         if key not in _COMPILED:
             if fn.__name__ not in _COMPILED:
+                if not torch.cuda.is_available():   # inductor's import logs "No CUDA runtime is found" on
+                    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)   # every CPU run
                 # one specialised kernel per shape (a model, areas x targets): let a long-running app hold more
                 # than dynamo's default of 8 before it would silently fall back to eager code
                 cfg = torch._dynamo.config

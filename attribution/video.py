@@ -241,7 +241,7 @@ def _check_file(path, max_bytes) -> Path:
     except TypeError:
         raise InputError(f"Expected a path to a video file, got {type(path).__name__}.") from None
     if not path.exists():
-        raise VideoError(f"The file '{path.name}' does not exist: check the path or upload the video again.")
+        raise VideoError(f"The file '{path}' does not exist: check the path, or upload the video again.")
     if path.is_dir():
         raise VideoError(f"'{path.name}' is a folder, not a video file: choose a video file inside it.")
     size = path.stat().st_size

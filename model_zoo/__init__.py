@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from attribution.common import freeze
+from attribution.common import freeze, resolve_device
 from attribution.errors import ModelError
 from model_zoo.classifier import Preprocess, TokenGrid, VideoClassifier
 
@@ -82,7 +82,7 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(None)
 
 
 def _freeze(model: VideoClassifier, device) -> VideoClassifier:
@@ -115,10 +115,11 @@ def load_model(name_or_path: str, pretrained: bool = True, device=None) -> Video
     """Build (or fetch from the cache) a :class:`VideoClassifier` in eval mode with frozen parameters.
 
     ``name_or_path`` is a registry name (see :func:`list_models`), or a local checkpoint / Hugging Face id
-    handled by the user-model loaders. Raises :class:`ModelError` with a sentence for people.
+    handled by the user-model loaders. Raises :class:`ModelError` with a sentence for people (and
+    :class:`InputError` for a device this machine does not have).
     """
     _load_families()
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     key = (str(name_or_path), bool(pretrained), str(device))
     with _LOCK:
         if key in _CACHE:

@@ -154,3 +154,54 @@ def test_cli_bad_input_exits_2_with_one_sentence(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--device", "banana"], "Unknown device 'banana'"),
+    (["--device", "cuda:7"] if torch.cuda.is_available() else ["--device", "cuda"], "GPU"),
+    (["--out", "README.md"], "is a file"),
+    (["--out", "README.md/sub"], "lies inside the file"),
+    (["--top-k", "0"], "--top-k: must be at least 1"),
+    (["--curves", "--steps", "0"], "--steps: must be at least 1"),
+    (["--key-frames", "0"], "--key-frames: must be at least 1"),
+])
+def test_cli_refuses_bad_options_before_any_work(tmp_path, args, words):
+    """A device the machine lacks, an --out that is a file and counts below 1 end in one sentence and exit code
+    2 before the model is built or the clip read (the clip here does not even exist), with nothing written."""
+    argv = ["explain", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o"), *args]
+    r = subprocess.run([sys.executable, "-m", "attribution", *argv], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+    assert "does not exist" not in r.stderr                      # refused before the clip was looked at
+    assert not (tmp_path / "o").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_cli_json_line_says_whether_the_result_came_from_the_cache(tmp_path, clip, monkeypatch):
+    from attribution import cli
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "cache"))
+    src = write_video(clip.frames, tmp_path / "clip.mp4", fps=8, crf=12)
+    argv = ["explain", str(src), "--out", str(tmp_path / "o"), "--iterations", "2", "--quiet", "--no-compile"]
+    lines = []
+    for _ in range(2):
+        monkeypatch.setattr("builtins.print", lambda text, *a, **k: lines.append(text) if not k else None)
+        assert cli.main(argv) == 0
+    assert [json.loads(x)["cached"] for x in lines] == [False, True]
+
+
+def test_the_curves_take_what_explain_takes(model, clip, tmp_path):
+    """deletion_insertion reads a Video (as load_clip gives it) the way explain does: the same curves as the
+    prepared tensor."""
+    from attribution import deletion_insertion, load_clip
+    from attribution.clip import prepare_clip
+    video = load_clip(write_video(clip.frames, tmp_path / "clip.mp4", fps=8, crf=12), model)
+    sal = np.random.default_rng(0).random((model.num_frames, model.crop_size, model.crop_size))
+    a = deletion_insertion(model, video, sal, 0, steps=4)
+    b = deletion_insertion(model, prepare_clip(model, video).clip, sal, 0, steps=4)
+    assert a.auc_insertion == b.auc_insertion and a.auc_deletion == b.auc_deletion
+
+
+def test_the_evidence_scores_are_public():
+    import attribution
+    from attribution import metrics
+    for name in ("pointing_game", "temporal_hit", "mass_in_tube", "reliability"):
+        assert getattr(attribution, name) is getattr(metrics, name) and name in attribution.__all__
