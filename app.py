@@ -18,6 +18,8 @@ from ui.runtime import MODEL_LOCK, ON_ZEROGPU  # noqa: F401  (first: it imports 
 
 import logging
 import os
+import signal
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -26,7 +28,7 @@ import gradio as gr
 from attribution.device import device_sentence
 from attribution.step import PERTURBATIONS, PRESETS, compiles
 from model_zoo import load_model
-from ui import config, costs, inputs, text
+from ui import config, costs, files, inputs, text
 from ui.callbacks import (compare_clip, compare_cost, compare_stoppable, examples, explain_clip,  # noqa: F401
                           explain_example, explain_stoppable, on_compare_model_change, on_model_change,
                           predict_clip, sanity_clip, sanity_stoppable, warm_up)
@@ -238,6 +240,10 @@ demo = build_demo()
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.info("hardware: %s", device_sentence(HARDWARE))
+    # A stopped server leaves no request folders: SIGTERM (a Space restarting, `kill`) exits through atexit,
+    # which sweeps this process's folders; the folders of servers killed outright go at the next start.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    files.cleanup_orphans()
     costs.TIME_IN_BACKGROUND = not ON_ZEROGPU   # the passes of the models in use are timed once, for estimates
     if costs.TIME_IN_BACKGROUND:
         costs.measure_in_background(load_model(DEFAULT_MODEL))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import zipfile
 from fractions import Fraction
@@ -256,6 +258,22 @@ def test_request_folders_are_private_and_swept(app):
     assert not a.exists() and b.exists()
     files.cleanup(only_pid=os.getpid())
     assert not b.exists()
+
+
+def test_request_folders_of_servers_that_no_longer_run_are_swept_at_start(app):
+    """A server killed outright (SIGKILL) never runs its atexit sweep: the next server removes the folders of
+    processes that are gone and leaves those of live ones (this process, another running one)."""
+    config.TMP_ROOT.mkdir(parents=True, exist_ok=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = config.TMP_ROOT / f"{gone.pid}-req"
+    mine, other = config.TMP_ROOT / f"{os.getpid()}-req", config.TMP_ROOT / "1-req"   # pid 1 always runs
+    for d in (dead, mine, other):
+        d.mkdir()
+    files.cleanup_orphans()
+    assert not dead.exists() and mine.exists() and other.exists()
+    for d in (mine, other):
+        d.rmdir()
 
 
 def test_api_signature_and_hosting_settings(app):

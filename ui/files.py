@@ -30,6 +30,29 @@ def cleanup(max_age: float = config.KEEP_SECONDS, only_pid: int | None = None) -
             pass
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a process of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # no permission to signal it: it exists
+        return True
+    return True
+
+
+def cleanup_orphans() -> None:
+    """Delete the request folders of app processes that no longer run (killed before ``atexit`` could sweep
+    them, e.g. by SIGKILL); the folders are named ``<pid>-...``. Called when the server starts."""
+    root = config.TMP_ROOT
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        pid = d.name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def request_dir() -> Path:
     """A fresh folder for one request's files; old ones are swept first."""
     config.TMP_ROOT.mkdir(parents=True, exist_ok=True)
