@@ -65,7 +65,8 @@ def _settings(a) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m attribution",
+    installed = Path(sys.argv[0]).name == "video-attribution"   # the console script of `pip install -e .`
+    ap = argparse.ArgumentParser(prog="video-attribution" if installed else "python -m attribution",
                                  description="Explain a video classifier's prediction with spatio-temporal "
                                              "perturbation masks (STEP) and other attribution methods.")
     sub = ap.add_subparsers(dest="command", required=True)

@@ -494,6 +494,28 @@ def test_requirements_for_the_space_and_for_development():
     assert "-r requirements.txt" in dev and "pytest==" in dev and "playwright==" in dev
 
 
+def test_the_package_holds_every_file_its_modules_read():
+    """pyproject.toml (``pip install -e .``): every package is found, every data file the modules load at run
+    time (weights, labels) is package data, the dependencies are requirements.txt and the console script is
+    the CLI's main."""
+    import fnmatch
+    import tomllib
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tool = conf["tool"]["setuptools"]
+    assert tool["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
+    assert conf["project"]["scripts"]["video-attribution"] == "attribution.cli:main"
+    include = tool["packages"]["find"]["include"]
+    for init in ROOT.glob("*/__init__.py"):
+        if init.parent.name != "tests":
+            assert any(fnmatch.fnmatch(init.parent.name, pat) for pat in include), init.parent.name
+    data = tool["package-data"]
+    for package in ("attribution", "model_zoo", "ui"):
+        for f in (ROOT / package).rglob("*"):
+            if f.is_file() and f.suffix not in (".py", ".pyc"):
+                rel = f.relative_to(ROOT / package).as_posix()
+                assert any(fnmatch.fnmatch(rel, pat) for pat in data.get(package, [])), f"{package}/{rel}"
+
+
 def test_client_predict_endpoint(client, clip):
     from gradio_client import handle_file
     label, target = client.predict(video=handle_file(clip), model="toy", api_name="/predict")
