@@ -102,7 +102,7 @@ def _explain_tab(models) -> SimpleNamespace:
     # Outputs are created first (not yet shown) so that the examples, placed under the upload box, can name
     # them; they are rendered in the right-hand column below.
     w.top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", render=False)
-    w.summary = gr.Markdown(text.WAITING, render=False, elem_id="vae-summary")
+    w.summary = gr.Markdown(text.WAITING, label="Summary", render=False, elem_id="vae-summary")
     w.overlay = gr.Video(label="Input · heat-map · preserved region", height=330, autoplay=True, loop=True,
                          buttons=["download"], interactive=False, show_label=False, render=False)
     image = dict(type="filepath", format="png", height=330, interactive=False, buttons=["download", "fullscreen"],
@@ -162,7 +162,7 @@ def _compare_tab(models) -> SimpleNamespace:
                 w.stop = gr.Button("Stop", variant="stop", size="lg", scale=1, elem_id="vae-compare-stop-btn")
             w.cost = gr.Markdown(costs.cost_markdown(DEFAULT_MODEL, default), elem_id="vae-compare-cost")
         with gr.Column(scale=3, min_width=420):
-            w.note = gr.Markdown()
+            w.note = gr.Markdown(label="Summary")
             w.strip = gr.Image(label="Maps side by side (rows: methods; columns: frames)", type="filepath",
                                format="png", interactive=False, show_label=False, buttons=["download", "fullscreen"])
             w.table = gr.Dataframe(label="Faithfulness (deletion: lower is better; insertion: higher is better) "

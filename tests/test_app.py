@@ -282,6 +282,8 @@ def test_api_signature_and_hosting_settings(app):
     assert [p["parameter_name"] for p in params[:5]] == ["video", "model", "target", "method", "preset"]
     assert all(p["parameter_has_default"] for p in params[1:])
     assert {"/explain", "/predict", "/compare"} <= set(info)
+    for name, endpoint in info.items():   # every output named for a client (not Gradio's "value_N")
+        assert all(r.get("label") and not r["label"].startswith("value_") for r in endpoint["returns"]), name
     assert app.demo._queue.max_size == app.MAX_QUEUE
     assert app.launch_kwargs()["max_file_size"] == f"{app.MAX_UPLOAD_MB}mb"
     choices = dict((v, k) for k, v in inputs.model_choices())
