@@ -13,8 +13,9 @@ Every check runs even when an earlier one failed, and each is reported with its 
    loss's top-k meets ties, broken at random as the paper's shuffle, and the rounding of another device or of
    the compiled generator decides which values tie, so such runs differ from the CPU's as two seeds do
    (README "Reproducibility").
-3. **The default request on the toy**: ``explain(preset="interactive")`` on toy clip 0 on the CPU in fp32, on
-   the device in fp32 and at its automatic precision, then 32-step deletion / insertion curves: passes,
+3. **The default request on the toy**: ``explain(preset="interactive")`` on toy clip 0 on the CPU in fp32
+   (eager, and compiled: rounding alone), on the device in fp32 and at its automatic precision, then 32-step
+   deletion / insertion curves: passes,
    seconds, finite maps, and each saliency's correlation with the CPU's (at least ``CORRELATION_BOUND``:
    neither the device nor autocast may change the answer; the CPU's seed 1 is the scale).
 4. **Speed** (``--speed``, default on): ``speed.py --quick`` on the device (engine overhead per preset on the
@@ -136,13 +137,15 @@ def default_request(device) -> dict:
     item = toy.generate(1, seed=500)[0]
     out, maps = {}, {}
     cpu = torch.device("cpu")
-    runs = (("cpu fp32", cpu, "fp32", 0), ("cpu fp32, seed 1", cpu, "fp32", 1), ("device fp32", device, "fp32", 0),
-            (f"device automatic ({S.describe_precision(device, 'auto')})", device, "auto", 0))
-    for key, where, precision, seed in runs:
+    runs = (("cpu fp32", cpu, "fp32", 0, False), ("cpu fp32, seed 1", cpu, "fp32", 1, False),
+            ("cpu fp32, compiled", cpu, "fp32", 0, True), ("device fp32", device, "fp32", 0, False),
+            (f"device automatic ({S.describe_precision(device, 'auto')})", device, "auto", 0, False))
+    for key, where, precision, seed, compiled in runs:
         model = load_model("toy", device=where)
         clip = model.prepare(item.frames).to(where)
         t0 = time.perf_counter()
-        exp = explain(model, clip, target=item.label, preset="interactive", precision=precision, seed=seed)
+        exp = explain(model, clip, target=item.label, preset="interactive", precision=precision, seed=seed,
+                      compile=compiled)
         t1 = time.perf_counter()
         curves = deletion_insertion(model, clip, exp.saliency, item.label, steps=32, random_baseline=True)
         t2 = time.perf_counter()
