@@ -172,6 +172,14 @@ MUTATIONS = [
     Mutation("batch-redoes-finished", "a rerun redoes (rewrites) the clips already done", "attribution/batch.py",
              (("return mine, [c for c in mine if ids[c] not in done]", "return mine, list(mine)"),),
              ("tests/test_batch.py::test_batch_killed_mid_run_resumes_every_clip_exactly_once",)),
+    # ---- command line and timing
+    Mutation("out-file-accepted", "an --out that is a file is not refused before the work", "attribution/common.py",
+             (("    if folder.exists() and not folder.is_dir():\n        raise InputError(f\"--out",
+               "    if False:\n        raise InputError(f\"--out"),),
+             ("tests/test_explain.py::test_cli_refuses_bad_options_before_any_work",)),
+    Mutation("timing-in-warmup", "the engine's timing leaves L_K out (its iterations fall inside the warm-up)",
+             "attribution/cost.py", (("early_stop=0.0, core_warmup=0,", "early_stop=0.0,"),),
+             ("tests/test_cost.py::test_the_engine_is_timed_with_every_part_an_iteration_pays",)),
     # ---- model zoo (the tests of the lead's wiring run too, once they exist)
     Mutation("sampling-recipe-ignored", "frames always spread uniformly, ignoring the model's sampling recipe",
              "model_zoo/sampling.py", (("if window is None or window > n:", "if True:"),),
