@@ -18,6 +18,13 @@ from attribution.pipeline import PAPER_CURVE_STEPS
 from attribution.step import GAMES, PERTURBATIONS, PRECISIONS, PRESETS
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line, as every other bad input gets (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message.rstrip('.')} (see '{self.prog} --help').\n")
+
+
 def _engine_args(p) -> None:
     """Engine switches of the perturbation methods (none changes the result beyond rounding)."""
     p.add_argument("--no-compile", dest="compile", action="store_const", const=False, default=None,
@@ -66,7 +73,7 @@ def _settings(a) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     installed = Path(sys.argv[0]).name == "video-attribution"   # the console script of `pip install -e .`
-    ap = argparse.ArgumentParser(prog="video-attribution" if installed else "python -m attribution",
+    ap = _Parser(prog="video-attribution" if installed else "python -m attribution",
                                  description="Explain a video classifier's prediction with spatio-temporal "
                                              "perturbation masks (STEP) and other attribution methods.")
     sub = ap.add_subparsers(dest="command", required=True)

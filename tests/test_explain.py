@@ -172,6 +172,7 @@ def test_cli_refuses_bad_options_before_any_work(tmp_path, args, words):
     r = subprocess.run([sys.executable, "-m", "attribution", *argv], capture_output=True, text=True, cwd=ROOT,
                        timeout=300)
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1   # argparse's too
     assert "does not exist" not in r.stderr                      # refused before the clip was looked at
     assert not (tmp_path / "o").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 

@@ -155,7 +155,7 @@ def test_report_files_and_the_command(tmp_path, capsys):
     assert cli_main(["sanity", str(EXAMPLE), "--methods", "nope", "--quiet", "--device", "cpu"]) == 2
     with pytest.raises(InputError, match="one target"):
         sanity.sanity_check(load_model("toy", device="cpu"), EXAMPLE, ["random"], target=[0, 1])
-    with pytest.raises(SystemExit) as stop:                        # argparse: usage and exit code 2
+    with pytest.raises(SystemExit) as stop:                        # argparse: one line, exit code 2
         cli_main(["sanity", str(EXAMPLE), "--stages", "0"])
     assert stop.value.code == 2 and "--stages: must be at least 1" in capsys.readouterr().err
     assert cli_main(["sanity", str(EXAMPLE), "--out", str(EXAMPLE), "--quiet"]) == 2   # --out is a file: no work
