@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from attribution import pipeline
+from attribution.common import resolve_device
 from attribution.errors import ExplorerError, InputError
 from attribution.explain import json_default
 from attribution.pipeline import PAPER_CURVE_STEPS
@@ -157,12 +158,14 @@ def merge_results(out_dir) -> Path:
 
 # --------------------------------------------------------------------------------------------------- run
 def _device(requested, dist: Dist):
+    """The rank's device: the one requested (checked against the machine), else ``cuda:LOCAL_RANK`` when there
+    is a GPU, else the CPU."""
     import torch
     if requested:
-        return torch.device(requested)
+        return resolve_device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda", dist.local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+    return resolve_device(None)
 
 
 @contextlib.contextmanager
@@ -249,13 +252,13 @@ def run_batch(source, out_dir, *, model="toy", method: str = "step", preset: str
     import torch
 
     dist = dist or Dist.from_env()
+    dev = _device(device, dist)          # a bad device or clip list is refused before the folder is made
+    clips = list_clips(source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clips = list_clips(source)
     ids = clip_ids(clips)
     mine, todo = _assigned(clips, ids, out, dist, retry_errors)
     results = out / (RESULTS if dist.world == 1 else f"results-rank{dist.rank}.jsonl")
-    dev = _device(device, dist)
     if dev.type == "cpu" and dist.world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
     stats = {"rank": dist.rank, "world": dist.world, "clips": len(clips), "assigned": len(mine),

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from attribution.common import check_output_folder, positive_int
+from attribution.common import check_output_folder, positive_int, writing_to
 from attribution.errors import ExplorerError, InputError
 from attribution.methods import available_methods
 from attribution.methods.perturbation import areas_argument
@@ -72,7 +72,7 @@ def _settings(a) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    installed = Path(sys.argv[0]).name == "video-attribution"   # the console script of `pip install -e .`
+    installed = Path(sys.argv[0]).stem == "video-attribution"   # the console script of `pip install -e .`
     ap = _Parser(prog="video-attribution" if installed else "python -m attribution",
                                  description="Explain a video classifier's prediction with spatio-temporal "
                                              "perturbation masks (STEP) and other attribution methods.")
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a class (index or label): explain why the model sees the target rather than this one "
                          "(perturbation methods)")
     ex.add_argument("--key-frames", type=positive_int, default=None,
-                    help="L_K ellipsoid length in frames (default: 8 at 16 frames, half the clip when shorter)")
+                    help="L_K ellipsoid length in frames (default: 8, or half the clip when shorter than 16 frames)")
     ex.add_argument("--perturbation", choices=list(PERTURBATIONS), default=None)
     ex.add_argument("--game", choices=list(GAMES), default=None)
 
@@ -185,10 +185,8 @@ def cmd_explain(a) -> int:
     for exp in result if several else [result]:
         exp.source["path"] = a.clip
         out = Path(a.out) / _slug(exp.label) if several else Path(a.out)
-        try:
+        with writing_to(out):
             exp.save(out)
-        except OSError as e:
-            raise InputError(f"Cannot write the results to {str(out)!r}: {e.strerror or e}.") from None
         print(json.dumps(_summary_line(a, model, exp, out, time.perf_counter() - t0)))
     return 0
 

@@ -9,8 +9,8 @@ A leaf module: it imports only torch, numpy and :mod:`attribution.errors`, so th
 * :func:`batch_for_bytes` and :func:`halve_on_oom`: how many perturbed clips one model call takes, and what
   happens when the accelerator runs out of memory.
 * :func:`resolve_device`: a device name checked against the machine.
-* :func:`positive_int` and :func:`check_output_folder`: what the command lines (``attribution.cli``, the sanity
-  check) check before any work starts.
+* :func:`positive_int`, :func:`check_output_folder` and :func:`writing_to`: what the command lines
+  (``attribution.cli``, the sanity check) check before any work starts, and their failed writes.
 * :func:`check_clip` and :func:`saliency_array`: the two shapes that travel between modules, checked in one
   place.
 * :class:`TokenGrid`: where a transformer layer's tokens lie in space-time (Grad-CAM on transformers).
@@ -106,30 +106,35 @@ def halve_on_oom(batch: int, device) -> int:
     return max(1, batch // 2)
 
 
-# -------------------------------------------------------------------------------------------------- shapes
+# ------------------------------------------------------------------------------------------------ devices
+DEVICE_HINT = "use cpu, cuda or cuda:N (or leave it out to use the GPU when there is one)"
+
+
 def resolve_device(device=None) -> torch.device:
     """``device`` (a name such as ``cpu``, ``cuda``, ``cuda:1``, ``mps``, or a ``torch.device``) checked against
-    this machine; None picks the GPU when there is one. An unknown name or a device the machine lacks raises
-    :class:`InputError` with one sentence, before any model is built on it."""
+    this machine; None picks the GPU when there is one. A name that is not a compute device here (unknown,
+    ``meta``, a GPU the machine lacks, an XPU torch was not built for) raises :class:`InputError` with one
+    sentence, before any model is built on it."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"Unknown device {str(device)!r}: use cpu, cuda or cuda:N (or leave it out to use the "
-                         "GPU when there is one).") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"The device {str(device)!r} is not available: torch finds no usable CUDA GPU here; "
-                             "use cpu, or leave the device out.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"There is no GPU {dev.index}: this machine has {torch.cuda.device_count()} "
-                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"The device {str(device)!r} is not available here (no Apple GPU); use cpu.")
+        raise InputError(f"Unknown device {str(device)!r}: {DEVICE_HINT}.") from None
+    available = {"cpu": lambda: True, "cuda": torch.cuda.is_available,
+                 "mps": torch.backends.mps.is_available,
+                 "xpu": lambda: hasattr(torch, "xpu") and torch.xpu.is_available()}
+    if dev.type not in available:
+        raise InputError(f"{str(device)!r} is not a device the engine runs on: {DEVICE_HINT}.")
+    if not available[dev.type]():
+        raise InputError(f"The device {str(device)!r} is not available on this machine: {DEVICE_HINT}.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"There is no GPU {dev.index}: this machine has {torch.cuda.device_count()} "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
     return dev
 
 
+# -------------------------------------------------------------------------------------------------- shapes
 def check_clip(clip, device=None) -> torch.Tensor:
     """A clip as every method takes it: float (1,3,T,H,W) in [0,1], detached, on ``device`` (default: where it
     is). Raises InputError with the shape it got."""
@@ -232,16 +237,31 @@ def positive_int(text: str) -> int:
 
 def check_output_folder(path) -> Path:
     """The folder a command will write to, checked before any work starts (so a bad --out costs nothing) and
-    not created here (bad input leaves nothing behind): :class:`InputError` when it is a file, lies inside a
-    file, or its nearest existing folder is not writable."""
+    not created here (bad input leaves nothing behind): :class:`InputError` when it is empty, a file, lies
+    inside a file, or its nearest existing folder cannot be written."""
+    if not str(path).strip():
+        raise InputError("--out must name a folder (it is created when missing).")
     folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {str(folder)!r} is a file: give a folder (it is created when missing).")
-    parent = folder.absolute()
-    while not parent.exists():
-        parent = parent.parent
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"--out {str(folder)!r} is a file: give a folder (it is created when missing).")
+        parent = folder.absolute()
+        while not parent.exists():
+            parent = parent.parent
+    except OSError as e:   # a folder on the way that this user may not enter
+        raise InputError(f"Cannot reach the output folder {str(folder)!r}: {e.strerror or e}.") from None
     if not parent.is_dir():
         raise InputError(f"--out {str(folder)!r} lies inside the file {str(parent)!r}: give a folder.")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"Cannot write to {str(parent)!r} (no permission): give another --out.")
     return folder
+
+
+@contextlib.contextmanager
+def writing_to(folder):
+    """Around the writing of a command's results: a failed write (disk full, permissions changed since
+    :func:`check_output_folder`) becomes one sentence instead of a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(f"Cannot write the results to {str(folder)!r}: {e.strerror or e}.") from None

@@ -144,8 +144,6 @@ def resolve_target(model, target, probs: torch.Tensor) -> int:
     raise InputError(f"target must be a class index, a label name or None, not {type(target).__name__}.")
 
 
-
-
 def _model_info(model) -> dict:
     """What summary.json records of the model: its info, input grid, preprocessing and frame sampling."""
     pre = getattr(model, "preprocess", None)

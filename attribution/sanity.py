@@ -471,10 +471,10 @@ def run_cli(args) -> int:
     """Run the check the arguments describe, print the table, write the files; 0 on success (errors raise
     ``ExplorerError``, which the caller turns into exit code 2)."""
     from attribution import available_methods
-    from attribution.common import check_output_folder
+    from attribution.common import check_output_folder, writing_to
     from attribution.video import load_clip
     from model_zoo import load_model
-    if args.out:
+    if args.out is not None:
         check_output_folder(args.out)
     model = load_model(args.model, device=args.device)
     video = load_clip(args.clip, model, start=args.start, end=args.end)
@@ -489,9 +489,7 @@ def run_cli(args) -> int:
                           stages=args.layers or args.stages, preset=args.preset, progress=progress, **overrides)
     report.source["path"] = args.clip
     print(report.format_table())
-    if args.out:
-        try:
+    if args.out is not None:
+        with writing_to(args.out):
             print(f"wrote {report.save(args.out)}", file=sys.stderr)
-        except OSError as e:
-            raise InputError(f"Cannot write the results to {str(args.out)!r}: {e.strerror or e}.") from None
     return 0

@@ -22,6 +22,7 @@ How ``load_video`` decodes (two reads of the file, one decode):
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -235,13 +236,23 @@ def _stand_in_missing(kept: dict, wanted: set, positions: np.ndarray, scan: _Sca
     return positions
 
 
+def _in_temp(path: Path) -> bool:
+    """Whether ``path`` lies in the system's temporary folder (where the app's uploads are)."""
+    try:
+        return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(tempfile.gettempdir()))
+    except (OSError, ValueError):
+        return False
+
+
 def _check_file(path, max_bytes) -> Path:
     try:
         path = Path(os.fspath(path))
     except TypeError:
         raise InputError(f"Expected a path to a video file, got {type(path).__name__}.") from None
     if not path.exists():
-        raise VideoError(f"The file '{path}' does not exist: check the path, or upload the video again.")
+        # the path as given (a command line's), but not the server's own upload folder (the app's)
+        shown = path.name if _in_temp(path) else str(path)
+        raise VideoError(f"The file '{shown}' does not exist: check the path, or upload the video again.")
     if path.is_dir():
         raise VideoError(f"'{path.name}' is a folder, not a video file: choose a video file inside it.")
     size = path.stat().st_size

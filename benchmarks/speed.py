@@ -29,7 +29,7 @@ Sections, all measured in one run on one device:
 
 Imports only torch, the engine and the model zoo (transformers / pytorchvideo for those models), so it runs on
 a bare CUDA machine. Prints markdown tables; ``--json`` writes every figure (overhead_ratios: preset -> model ->
-ratio, overhead_ratios_batched: the same at the preset's areas; passes_per_clip and seconds_per_toy_clip: preset -> mean over the toy clips; overhead_ratio and
+ratio; overhead_ratios_batched: the same at the preset's areas; passes_per_clip and seconds_per_toy_clip: preset -> mean over the toy clips; overhead_ratio and
 paper_overhead_ratio: fast's and paper's ratios as before; fast_vs_paper_time_ratio, fast/paper_insertion_auc,
 fast/paper_pointing_game, fast_seconds_per_toy_clip).
 """
@@ -165,7 +165,7 @@ def overhead(names, device, repeats: int, single_area: bool) -> list[dict]:
                 st = _settings(model, preset)
                 if one:
                     st = dataclasses.replace(st, areas=st.areas[:1], area_count=None)
-                rows.append(_overhead_row(model, name, preset, st, clip, device, repeats))
+                rows.append(dict(_overhead_row(model, name, preset, st, clip, device, repeats), single_area=one))
         del model
         clear_cache()
     return rows
@@ -299,7 +299,7 @@ def overhead_ratios(rows: list[dict], single_area: bool) -> dict:
     preset's areas; ``overhead_ratios_batched`` at the preset's areas, where timed; ``overhead_ratio`` and
     ``paper_overhead_ratio``: fast's and paper's rows of the first."""
     def pick(one: bool) -> dict:
-        return {p: {r["model"]: r["ratio"] for r in rows if r["preset"] == p and (r["batch"] == 1) == one}
+        return {p: {r["model"]: r["ratio"] for r in rows if r["preset"] == p and r["single_area"] == one}
                 for p in S.PRESETS}
     main = pick(single_area)
     out = {"overhead_ratios": main, "overhead_ratio": main["fast"], "paper_overhead_ratio": main["paper"]}

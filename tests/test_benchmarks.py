@@ -261,13 +261,14 @@ def test_speed_times_iterations_with_every_part_they_pay_and_reports_both_batche
     clip = torch.rand(1, 3, model.num_frames, model.crop_size, model.crop_size)
     speed.iteration_seconds(model, clip, speed._settings(model, "paper"), repeats=2)
     assert len(calls) == 3
-    rows = [{"model": "toy", "preset": p, "batch": b, "ratio": r}
+    rows = [{"model": "toy", "preset": p, "batch": b, "single_area": b == 1, "ratio": r}
             for p in S.PRESETS for b, r in ((1, 2.0), (3, 5.0))] + \
-           [{"model": "x3d_xs", "preset": p, "batch": 1, "ratio": 1.1} for p in S.PRESETS]
-    out = speed.overhead_ratios(rows, single_area=True)
+           [{"model": "x3d_xs", "preset": p, "batch": 1, "single_area": True, "ratio": 1.1} for p in S.PRESETS] + \
+           [{"model": "solo", "preset": p, "batch": 1, "single_area": False, "ratio": 3.0} for p in S.PRESETS]
+    out = speed.overhead_ratios(rows, single_area=True)   # "solo": a model whose own areas are one
     assert out["overhead_ratios"]["interactive"] == {"toy": 2.0, "x3d_xs": 1.1}
     assert out["overhead_ratio"] == out["overhead_ratios"]["fast"] and out["paper_overhead_ratio"]["toy"] == 2.0
-    assert out["overhead_ratios_batched"]["paper"] == {"toy": 5.0}
+    assert out["overhead_ratios_batched"]["paper"] == {"toy": 5.0, "solo": 3.0}
     assert "overhead_ratios_batched" not in speed.overhead_ratios(rows[:len(S.PRESETS) * 2:2], single_area=True)
 
 

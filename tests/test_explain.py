@@ -158,7 +158,9 @@ def test_cli_bad_input_exits_2_with_one_sentence(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["--device", "banana"], "Unknown device 'banana'"),
-    (["--device", "cuda:7"] if torch.cuda.is_available() else ["--device", "cuda"], "GPU"),
+    (["--device", f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"], "cuda"),
+    (["--device", "meta"], "not a device the engine runs on"),
+    (["--out", ""], "--out must name a folder"),
     (["--out", "README.md"], "is a file"),
     (["--out", "README.md/sub"], "lies inside the file"),
     (["--top-k", "0"], "--top-k: must be at least 1"),
@@ -168,13 +170,16 @@ def test_cli_bad_input_exits_2_with_one_sentence(tmp_path):
 def test_cli_refuses_bad_options_before_any_work(tmp_path, args, words):
     """A device the machine lacks, an --out that is a file and counts below 1 end in one sentence and exit code
     2 before the model is built or the clip read (the clip here does not even exist), with nothing written."""
-    argv = ["explain", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o"), *args]
-    r = subprocess.run([sys.executable, "-m", "attribution", *argv], capture_output=True, text=True, cwd=ROOT,
-                       timeout=300)
-    assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
-    assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1   # argparse's too
-    assert "does not exist" not in r.stderr                      # refused before the clip was looked at
-    assert not (tmp_path / "o").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+    for command in ("explain", "batch"):
+        argv = [command, str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o"), *args]
+        if command == "batch" and args[0] in ("--top-k", "--key-frames"):
+            continue                                               # explain's options only
+        r = subprocess.run([sys.executable, "-m", "attribution", *argv], capture_output=True, text=True,
+                           cwd=ROOT, timeout=300)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (command, r.stderr)
+        assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1   # argparse's too
+        assert "does not exist" not in r.stderr and "neither a folder" not in r.stderr   # before the clip(s)
+        assert not (tmp_path / "o").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_cli_json_line_says_whether_the_result_came_from_the_cache(tmp_path, clip, monkeypatch):
@@ -193,11 +198,11 @@ def test_the_curves_take_what_explain_takes(model, clip, tmp_path):
     """deletion_insertion reads a Video (as load_clip gives it) the way explain does: the same curves as the
     prepared tensor."""
     from attribution import deletion_insertion, load_clip
-    from attribution.clip import prepare_clip
     video = load_clip(write_video(clip.frames, tmp_path / "clip.mp4", fps=8, crf=12), model)
     sal = np.random.default_rng(0).random((model.num_frames, model.crop_size, model.crop_size))
+    exp = explain(model, video, iterations=1, areas=(0.1,), compile=False)
     a = deletion_insertion(model, video, sal, 0, steps=4)
-    b = deletion_insertion(model, prepare_clip(model, video).clip, sal, 0, steps=4)
+    b = deletion_insertion(model, model.prepare(exp.frames), sal, 0, steps=4)   # the frames explain used
     assert a.auc_insertion == b.auc_insertion and a.auc_deletion == b.auc_deletion
 
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import zipfile
@@ -23,33 +24,49 @@ def cleanup(max_age: float = config.KEEP_SECONDS, only_pid: int | None = None) -
     now = time.time()
     for d in root.iterdir():
         try:
-            mine = only_pid is not None and d.name.startswith(f"{only_pid}-")
+            mine = only_pid is not None and d.name.startswith(f"{only_pid}@{HOST}-")
             if mine or (only_pid is None and now - d.stat().st_mtime > max_age):
                 shutil.rmtree(d, ignore_errors=True)
         except OSError:  # another process removed it first
             pass
 
 
+HOST = re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname()) or "host"
+PREFIX = f"{os.getpid()}@{HOST}-"          # a request folder: <pid>@<host>-<mkdtemp's 8 characters>
+_NAME = re.compile(r"(\d{1,9})@(.+)-[a-z0-9_]{8}")
+_STARTED = time.time()
+
+
 def _alive(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a process of another user counts as running)."""
+    """Whether process ``pid`` still runs on this machine (one of another user counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:   # no permission to signal it: it exists
+    except (OSError, OverflowError, ValueError):   # no permission to signal it: it exists
         return True
     return True
 
 
 def cleanup_orphans() -> None:
-    """Delete the request folders of app processes that no longer run (killed before ``atexit`` could sweep
-    them, e.g. by SIGKILL); the folders are named ``<pid>-...``. Called when the server starts."""
+    """Delete the request folders that servers on this host left behind when they were killed before ``atexit``
+    could sweep them (SIGKILL, a crash): those of processes that no longer run, and those named with this
+    process's id but older than it (a restarted container often gets its predecessor's id). Folders of other
+    hosts (a shared volume) and anything not named as a request folder are left alone. Called when the server
+    starts."""
     root = config.TMP_ROOT
     if not root.is_dir():
         return
     for d in root.iterdir():
-        pid = d.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        m = _NAME.fullmatch(d.name)
+        if not m or m.group(2) != HOST or not d.is_dir():
+            continue
+        pid = int(m.group(1))
+        try:
+            stale = not _alive(pid) if pid != os.getpid() else d.stat().st_mtime < _STARTED
+        except OSError:   # removed meanwhile
+            continue
+        if stale:
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -57,7 +74,7 @@ def request_dir() -> Path:
     """A fresh folder for one request's files; old ones are swept first."""
     config.TMP_ROOT.mkdir(parents=True, exist_ok=True)
     cleanup()
-    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=config.TMP_ROOT))
+    return Path(tempfile.mkdtemp(prefix=PREFIX, dir=config.TMP_ROOT))
 
 
 @contextlib.contextmanager
