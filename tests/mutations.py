@@ -174,8 +174,8 @@ MUTATIONS = [
              ("tests/test_batch.py::test_batch_killed_mid_run_resumes_every_clip_exactly_once",)),
     # ---- command line and timing
     Mutation("out-file-accepted", "an --out that is a file is not refused before the work", "attribution/common.py",
-             (("    if folder.exists() and not folder.is_dir():\n        raise InputError(f\"--out",
-               "    if False:\n        raise InputError(f\"--out"),),
+             (("        if folder.exists() and not folder.is_dir():\n            raise InputError(f\"--out",
+               "        if False:\n            raise InputError(f\"--out"),),
              ("tests/test_explain.py::test_cli_refuses_bad_options_before_any_work",)),
     Mutation("timing-in-warmup", "the engine's timing leaves L_K out (its iterations fall inside the warm-up)",
              "attribution/cost.py", (("early_stop=0.0, core_warmup=0,", "early_stop=0.0,"),),
