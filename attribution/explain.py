@@ -185,8 +185,10 @@ def explain(model, frames_or_clip, target=None, method: str = "step", preset: st
             ``precision="fp32"`` turns off the autocast a GPU gets by default.
     """
     t0 = time.perf_counter()
-    if device is not None and resolve_device(device) != model.device:
-        model = model.to(resolve_device(device))
+    if device is not None:
+        device = resolve_device(device)
+        if device != model.device:
+            model = model.to(device)
     spec = methods.get(method)
     several = isinstance(target, (list, tuple))
     with frozen(model):
